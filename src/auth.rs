@@ -1,0 +1,313 @@
+//! Who is asking: JWT verification, where the token comes from, and what the
+//! token allows.
+//!
+//! Exactly one algorithm is accepted, fixed by the configured key (HS256 for a
+//! secret, RS256 or ES256 for a public key). The algorithm named in a token's
+//! header is only ever compared against it, never trusted: that rules out
+//! `alg: none` and the HS256-with-the-public-key confusion attack.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use actix_web::HttpRequest;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Event, Topic, TopicPattern};
+use crate::wire::View;
+
+/// The role that may publish.
+pub const PUBLISHER_ROLE: &str = "publisher";
+/// The cookie a browser may carry the token in.
+pub const TOKEN_COOKIE: &str = "pushlog_token";
+/// Clock skew tolerated on `exp`, in seconds.
+const LEEWAY_SECS: u64 = 30;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub exp: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topics: Option<Vec<String>>,
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum AuthError {
+    #[error(
+        "no token: send `Authorization: Bearer <jwt>`, a `token` query parameter or a `pushlog_token` cookie"
+    )]
+    Missing,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is invalid: {0}")]
+    Invalid(&'static str),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("the public key is not a PEM RSA or EC public key: {0}")]
+    BadPublicKey(jsonwebtoken::errors::Error),
+    #[error("the JWT secret must be at least 32 bytes long, it is {0}")]
+    ShortSecret(usize),
+    #[error(
+        "minting tokens needs the HS256 secret (PUSHLOG_JWT_SECRET); a public key can only verify"
+    )]
+    CannotMint,
+    #[error("could not sign the token: {0}")]
+    Sign(jsonwebtoken::errors::Error),
+}
+
+/// A verified reader or publisher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub user: String,
+    pub roles: Vec<String>,
+    /// The token's `topics` claim; `None` means every topic.
+    pub readable: Option<Vec<TopicPattern>>,
+}
+
+impl Principal {
+    pub fn is_publisher(&self) -> bool {
+        self.roles.iter().any(|r| r == PUBLISHER_ROLE)
+    }
+
+    pub fn view(&self) -> View {
+        if self.is_publisher() {
+            View::Publisher
+        } else {
+            View::Reader
+        }
+    }
+
+    pub fn may_read_topic(&self, topic: &Topic) -> bool {
+        self.readable
+            .as_ref()
+            .is_none_or(|patterns| patterns.iter().any(|p| p.matches(topic)))
+    }
+
+    /// Whether a subscription to `pattern` could ever deliver anything.
+    pub fn may_subscribe(&self, pattern: &TopicPattern) -> bool {
+        self.readable
+            .as_ref()
+            .is_none_or(|patterns| patterns.iter().any(|p| p.overlaps(pattern)))
+    }
+
+    /// Topic claim and audience together: may this reader see this event?
+    pub fn may_read(&self, event: &Event) -> bool {
+        self.may_read_topic(&event.topic) && event.addressed_to(&self.user, &self.roles)
+    }
+}
+
+/// Verifies tokens, and mints them when it holds a secret.
+#[derive(Clone)]
+pub struct Authenticator {
+    algorithm: Algorithm,
+    decoding: DecodingKey,
+    encoding: Option<EncodingKey>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    pub fn from_secret(secret: &[u8]) -> Result<Authenticator, KeyError> {
+        // RFC 7518 §3.2: an HS256 key must be at least as long as the hash.
+        if secret.len() < 32 {
+            return Err(KeyError::ShortSecret(secret.len()));
+        }
+        Ok(Authenticator {
+            algorithm: Algorithm::HS256,
+            decoding: DecodingKey::from_secret(secret),
+            encoding: Some(EncodingKey::from_secret(secret)),
+        })
+    }
+
+    /// An RSA (RS256) or EC P-256 (ES256) public key in PEM form.
+    pub fn from_public_key_pem(pem: &[u8]) -> Result<Authenticator, KeyError> {
+        let (algorithm, decoding) = match DecodingKey::from_rsa_pem(pem) {
+            Ok(key) => (Algorithm::RS256, key),
+            Err(_) => (
+                Algorithm::ES256,
+                DecodingKey::from_ec_pem(pem).map_err(KeyError::BadPublicKey)?,
+            ),
+        };
+        Ok(Authenticator {
+            algorithm,
+            decoding,
+            encoding: None,
+        })
+    }
+
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let mut validation = Validation::new(self.algorithm);
+        validation.leeway = LEEWAY_SECS;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(
+            |e| match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::InvalidSignature => AuthError::Invalid("bad signature"),
+                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                    AuthError::Invalid("algorithm not accepted")
+                }
+                ErrorKind::MissingRequiredClaim(_) => {
+                    AuthError::Invalid("claims `sub` and `exp` are required")
+                }
+                ErrorKind::Json(_) => AuthError::Invalid("claims have the wrong shape"),
+                _ => AuthError::Invalid("malformed token"),
+            },
+        )?;
+        let claims = data.claims;
+        if claims.sub.is_empty() {
+            return Err(AuthError::Invalid("`sub` is empty"));
+        }
+        let readable = match claims.topics {
+            Some(raw) => Some(
+                raw.iter()
+                    .map(|p| TopicPattern::parse(p))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| AuthError::Invalid("`topics` holds an invalid pattern"))?,
+            ),
+            None => None,
+        };
+        Ok(Principal {
+            user: claims.sub,
+            roles: claims.roles,
+            readable,
+        })
+    }
+
+    /// Signs a token; only possible with an HS256 secret.
+    pub fn mint(
+        &self,
+        user: &str,
+        roles: &[String],
+        topics: Option<&[String]>,
+        ttl_secs: u64,
+    ) -> Result<String, KeyError> {
+        let key = self.encoding.as_ref().ok_or(KeyError::CannotMint)?;
+        let claims = Claims {
+            sub: user.to_owned(),
+            exp: unix_now() + ttl_secs,
+            roles: roles.to_vec(),
+            topics: topics.map(<[String]>::to_vec),
+        };
+        jsonwebtoken::encode(&Header::new(self.algorithm), &claims, key).map_err(KeyError::Sign)
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Where a request's token came from. A cookie is ambient authority, which
+/// the WebSocket transport must guard against cross-site use (Origin check).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenSource {
+    Header,
+    Query,
+    Cookie,
+}
+
+/// Finds the token in the contract's order: `Authorization: Bearer`, the
+/// `token` query parameter, the `pushlog_token` cookie.
+pub fn extract_token(req: &HttpRequest) -> Result<Option<(String, TokenSource)>, AuthError> {
+    if let Some(value) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
+        let value = value
+            .to_str()
+            .map_err(|_| AuthError::Invalid("Authorization header is not text"))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or(AuthError::Invalid(
+                "Authorization must use the Bearer scheme",
+            ))?;
+        return Ok(Some((token.trim().to_owned(), TokenSource::Header)));
+    }
+    if let Some(token) = query_param(req.query_string(), "token") {
+        return Ok(Some((token, TokenSource::Query)));
+    }
+    if let Some(cookie) = req.cookie(TOKEN_COOKIE) {
+        return Ok(Some((cookie.value().to_owned(), TokenSource::Cookie)));
+    }
+    Ok(None)
+}
+
+/// One query parameter, percent-decoded. Handlers parse their typed queries
+/// with serde; this is only for the token, which every route shares.
+pub(crate) fn query_param(query: &str, name: &str) -> Option<String> {
+    serde_urlencoded_pairs(query)
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
+
+fn serde_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
+    actix_web::web::Query::<Vec<(String, String)>>::from_query(query)
+        .map(|q| q.into_inner())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn a_minted_token_verifies_with_its_claims() {
+        let auth = Authenticator::from_secret(SECRET).unwrap();
+        let token = auth
+            .mint(
+                "alice",
+                &["publisher".into()],
+                Some(&["device:*".into()]),
+                60,
+            )
+            .unwrap();
+        let who = auth.verify(&token).unwrap();
+        assert_eq!(who.user, "alice");
+        assert!(who.is_publisher());
+        assert!(who.may_read_topic(&Topic::parse("device:1").unwrap()));
+        assert!(!who.may_read_topic(&Topic::parse("alerts").unwrap()));
+    }
+
+    #[test]
+    fn a_token_signed_with_another_secret_is_invalid() {
+        let ours = Authenticator::from_secret(SECRET).unwrap();
+        let theirs = Authenticator::from_secret(b"another-secret-another-secret-xx").unwrap();
+        let token = theirs.mint("mallory", &[], None, 60).unwrap();
+        assert_eq!(
+            ours.verify(&token),
+            Err(AuthError::Invalid("bad signature"))
+        );
+    }
+
+    #[test]
+    fn alg_none_is_refused() {
+        let auth = Authenticator::from_secret(SECRET).unwrap();
+        // {"alg":"none","typ":"JWT"} . {"sub":"x","exp":9999999999} . (no signature)
+        let token = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ4IiwiZXhwIjo5OTk5OTk5OTk5fQ.";
+        assert!(matches!(auth.verify(token), Err(AuthError::Invalid(_))));
+    }
+
+    #[test]
+    fn short_secrets_are_refused() {
+        assert!(matches!(
+            Authenticator::from_secret(b"short"),
+            Err(KeyError::ShortSecret(5))
+        ));
+    }
+}

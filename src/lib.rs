@@ -1,0 +1,36 @@
+//! pushlog: real-time push backed by a durable event log.
+//!
+//! Every event is appended to the log before anyone hears of it; readers
+//! receive it live, and a reader that comes back presents its last id and
+//! gets every event it missed, exactly once and in order.
+//!
+//! Dependencies point one way, from the edge inwards:
+//!
+//! - [`routes`]: HTTP handlers; parse input, authenticate, answer.
+//! - [`transport`]: session loops that carry a feed to a client (SSE).
+//! - [`replay`]: the live/replay handover every transport shares.
+//! - [`hub`]: fan-out of committed events to live subscribers.
+//! - [`store`]: the event log itself (SQLite), group commit, retention.
+//!
+//! Beside them: [`event`] and [`cursor`] (the parsed values), [`wire`] (an
+//! event encoded once per form), [`auth`] (JWT), [`error`] (the HTTP error
+//! body), [`config`], [`limits`], [`metrics`], [`shutdown`], [`retention`],
+//! and [`startup`], which wires it all together.
+
+pub mod auth;
+pub mod config;
+pub mod cursor;
+pub mod error;
+pub mod event;
+pub mod hub;
+pub mod limits;
+pub mod metrics;
+pub mod replay;
+pub mod retention;
+pub mod routes;
+pub mod shutdown;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod transport;
+pub mod wire;

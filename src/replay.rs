@@ -1,0 +1,290 @@
+//! The live/replay handover: one resumable, filtered, gap-free and
+//! duplicate-free sequence of events from a cursor, used by every transport.
+//!
+//! The order of the steps is the whole trick:
+//!
+//! 1. Subscribe to the hub first. From then on every newly dispatched event
+//!    lands in the subscription's queue.
+//! 2. Then read the log's head `H`. The writer publishes a head only after its
+//!    commit, and dispatches only after publishing the head, so every event
+//!    above `H` is dispatched after step 1 and is in the queue; every event up
+//!    to `H` is committed and readable.
+//! 3. Replay `(cursor, H]` from the log, page by page.
+//! 4. Switch to the queue, dropping every event at or below the cursor: those
+//!    were dispatched during the replay and already sent from the log.
+//!
+//! Ids are commit order, so "at or below the cursor" is exactly "already
+//! sent". If the queue overflows while a long replay runs, nothing is lost:
+//! the feed subscribes again and replays further from the log. Only a
+//! consumer that falls behind once live is told it lagged.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::cursor::Since;
+use crate::event::{Event, EventId};
+use crate::hub::{Filter, Hub, Received, Subscription};
+use crate::metrics::Metrics;
+use crate::store::{EventLog, LogBounds, Resolution, StoreError};
+use crate::wire::SharedEvent;
+
+/// Rows read from the log per query while replaying.
+const REPLAY_PAGE: u32 = 500;
+
+/// Where a feed starts.
+#[derive(Debug, Clone, Copy)]
+pub enum Start {
+    /// With the next event committed.
+    Now,
+    /// After a client's cursor.
+    After(Since),
+}
+
+/// Why a feed cannot resume gap-free from the requested cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unresumable {
+    /// Retention has deleted events after the cursor.
+    Expired(LogBounds),
+    /// The cursor is beyond the log's head.
+    Ahead(LogBounds),
+}
+
+impl Unresumable {
+    pub fn bounds(&self) -> LogBounds {
+        match self {
+            Unresumable::Expired(bounds) | Unresumable::Ahead(bounds) => *bounds,
+        }
+    }
+
+    pub fn reason(&self) -> ResetReason {
+        match self {
+            Unresumable::Expired(_) => ResetReason::CursorExpired,
+            Unresumable::Ahead(_) => ResetReason::CursorUnknown,
+        }
+    }
+}
+
+/// The contract's reasons for `reset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResetReason {
+    CursorExpired,
+    CursorUnknown,
+    Lagged,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot resume: {0:?}")]
+    Unresumable(Unresumable),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug)]
+pub enum FeedItem {
+    Event(Arc<SharedEvent>),
+    /// The replay is done; what follows is live. Sent once per feed.
+    CaughtUp {
+        head: EventId,
+    },
+}
+
+/// Why a feed ended. Every variant but `Closed` means the client must act.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedEnd {
+    /// The consumer fell too far behind while live.
+    #[error("the consumer lagged")]
+    Lagged(LogBounds),
+    /// Retention deleted events the replay had not reached yet.
+    #[error("retention passed the cursor during replay")]
+    Expired(LogBounds),
+    /// The hub stopped: shutdown.
+    #[error("the hub closed")]
+    Closed,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Events after `after`, up to `until`, that `filter` admits: at most
+/// `limit`, in id order.
+#[derive(Debug)]
+pub struct Page {
+    pub events: Vec<Event>,
+    /// Every admitted event up to this id is in `events`.
+    pub covered_through: EventId,
+    /// Whether events after `covered_through` (up to `until`) remain unread.
+    pub has_more: bool,
+}
+
+/// Reads one page, or says that retention passed `after` meanwhile.
+///
+/// The same filter decides for replayed and live events, so a replayed
+/// stream, a live one and `/events/missed` always agree.
+pub async fn read_page(
+    log: &EventLog,
+    filter: &Filter,
+    after: EventId,
+    until: EventId,
+    limit: u32,
+) -> Result<Result<Page, Unresumable>, StoreError> {
+    let mut events = Vec::new();
+    let mut scanned_to = after;
+    let page = loop {
+        let rows = log
+            .read_range(scanned_to, until, &filter.patterns, limit)
+            .await?;
+        let exhausted = rows.len() < limit as usize;
+        for row in rows {
+            scanned_to = row.id;
+            if filter.admits(&row) {
+                events.push(row);
+                if events.len() == limit as usize {
+                    break;
+                }
+            }
+        }
+        if events.len() == limit as usize {
+            break Page {
+                events,
+                has_more: scanned_to < until,
+                covered_through: scanned_to,
+            };
+        }
+        if exhausted {
+            break Page {
+                events,
+                has_more: false,
+                covered_through: until,
+            };
+        }
+    };
+    // Checked after reading, never before: retention raises its mark before
+    // deleting, so a page read across a delete is caught here.
+    let bounds = log.bounds();
+    if after < bounds.pruned_through {
+        return Ok(Err(Unresumable::Expired(bounds)));
+    }
+    Ok(Ok(page))
+}
+
+enum Phase {
+    Replay { until: EventId },
+    Live,
+}
+
+/// A resumable event sequence for one subscriber.
+pub struct Feed {
+    log: EventLog,
+    hub: Hub,
+    filter: Arc<Filter>,
+    metrics: Arc<Metrics>,
+    subscription: Subscription,
+    /// The newest id delivered or known not to concern this subscriber.
+    cursor: EventId,
+    phase: Phase,
+    /// Replayed events not yet handed out.
+    pending: VecDeque<Event>,
+    /// Where `cursor` moves once `pending` is drained.
+    pending_covers: EventId,
+}
+
+impl Feed {
+    pub async fn open(
+        log: EventLog,
+        hub: Hub,
+        metrics: Arc<Metrics>,
+        filter: Arc<Filter>,
+        start: Start,
+    ) -> Result<Feed, OpenError> {
+        // Step 1 before step 2: see the module documentation.
+        let subscription = hub.subscribe(filter.clone());
+        let head = log.bounds().head;
+        let cursor = match start {
+            Start::Now => head,
+            Start::After(since) => match log.resolve(since).await? {
+                Resolution::Resumable(cursor) => cursor,
+                Resolution::Expired(bounds) => {
+                    return Err(OpenError::Unresumable(Unresumable::Expired(bounds)));
+                }
+                Resolution::Ahead(bounds) => {
+                    return Err(OpenError::Unresumable(Unresumable::Ahead(bounds)));
+                }
+            },
+        };
+        // The cursor may resolve above `head` when events commit meanwhile;
+        // those were dispatched after step 1, so the queue alone serves them.
+        let until = head;
+        Ok(Feed {
+            log,
+            hub,
+            filter,
+            metrics,
+            subscription,
+            cursor,
+            phase: Phase::Replay { until },
+            pending: VecDeque::new(),
+            pending_covers: cursor,
+        })
+    }
+
+    /// The newest id this feed has delivered or passed over.
+    pub fn cursor(&self) -> EventId {
+        self.cursor
+    }
+
+    pub fn filter(&self) -> &Filter {
+        &self.filter
+    }
+
+    /// The next item. Cancel-safe: state changes only after each `.await`,
+    /// so a session may drop this future in a `select!` without losing an
+    /// event.
+    pub async fn next(&mut self) -> Result<FeedItem, FeedEnd> {
+        loop {
+            match self.phase {
+                Phase::Replay { until } => {
+                    if let Some(event) = self.pending.pop_front() {
+                        self.cursor = event.id;
+                        self.metrics.replayed_events_total.inc();
+                        return Ok(FeedItem::Event(Arc::new(SharedEvent::new(event))));
+                    }
+                    self.cursor = self.cursor.max(self.pending_covers);
+                    if self.cursor >= until {
+                        if self.subscription.is_lagged() {
+                            // The queue overflowed during the replay: some
+                            // live events after `until` are not in it. Start
+                            // over from the cursor with a fresh queue.
+                            self.subscription = self.hub.subscribe(self.filter.clone());
+                            let head = self.log.bounds().head;
+                            self.phase = Phase::Replay { until: head };
+                            continue;
+                        }
+                        self.phase = Phase::Live;
+                        return Ok(FeedItem::CaughtUp { head: until });
+                    }
+                    let page =
+                        read_page(&self.log, &self.filter, self.cursor, until, REPLAY_PAGE).await?;
+                    match page {
+                        Ok(page) => {
+                            self.pending_covers = page.covered_through;
+                            self.pending = page.events.into();
+                        }
+                        Err(unresumable) => return Err(FeedEnd::Expired(unresumable.bounds())),
+                    }
+                }
+                Phase::Live => match self.subscription.recv().await {
+                    Received::Event(event) => {
+                        if event.id() <= self.cursor {
+                            continue;
+                        }
+                        self.cursor = event.id();
+                        return Ok(FeedItem::Event(event));
+                    }
+                    Received::Lagged => return Err(FeedEnd::Lagged(self.log.bounds())),
+                    Received::Closed => return Err(FeedEnd::Closed),
+                },
+            }
+        }
+    }
+}

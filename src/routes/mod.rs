@@ -1,0 +1,94 @@
+//! HTTP handlers: each reads as a short script from request to response.
+//! Parsing happens at the edge, here; errors are `ApiError`s.
+
+mod health;
+mod missed;
+mod publish;
+mod stream;
+
+use std::sync::Arc;
+
+use actix_web::{HttpRequest, web};
+
+use crate::auth::{Authenticator, Principal, extract_token};
+use crate::error::ApiError;
+use crate::event::TopicPattern;
+use crate::hub::{Filter, Hub};
+use crate::limits::{ConnectionLimiter, Limits};
+use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
+use crate::store::EventLog;
+
+/// Everything a handler may use, shared by all workers.
+pub struct AppState {
+    pub log: EventLog,
+    pub hub: Hub,
+    pub auth: Authenticator,
+    pub metrics: Arc<Metrics>,
+    pub limits: Limits,
+    pub connections: ConnectionLimiter,
+    pub shutdown: Shutdown,
+}
+
+/// Every route the application serves, as (method, path). The OpenAPI test
+/// checks `openapi/openapi.yaml` against this list.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/events"),
+    ("GET", "/events/missed"),
+    ("GET", "/events/stream"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+];
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::QueryConfig::default().error_handler(|error, _| {
+        ApiError::BadRequest {
+            code: "invalid_query",
+            message: error.to_string(),
+        }
+        .into()
+    }))
+    .route("/events", web::post().to(publish::publish))
+    .route("/events/missed", web::get().to(missed::missed))
+    .route("/events/stream", web::get().to(stream::stream))
+    .route("/healthz", web::get().to(health::healthz))
+    .route("/readyz", web::get().to(health::readyz))
+    .route("/metrics", web::get().to(health::metrics));
+}
+
+/// The caller's verified identity, or `401`.
+pub(crate) fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Principal, ApiError> {
+    let (token, _source) = extract_token(req)?.ok_or(crate::auth::AuthError::Missing)?;
+    Ok(state.auth.verify(&token)?)
+}
+
+/// Parses `?topics=` and checks each pattern against the token: `400` for a
+/// malformed pattern, `403` for one the token can never read.
+pub(crate) fn reader_filter(
+    principal: Principal,
+    topics: Option<&str>,
+    max_patterns: usize,
+) -> Result<Filter, ApiError> {
+    let patterns =
+        TopicPattern::parse_list(topics.unwrap_or("")).map_err(|reason| ApiError::BadRequest {
+            code: "invalid_topic",
+            message: format!("topics: {reason}"),
+        })?;
+    if patterns.len() > max_patterns {
+        return Err(ApiError::BadRequest {
+            code: "too_many_topics",
+            message: format!("at most {max_patterns} topic patterns per request"),
+        });
+    }
+    if let Some(denied) = patterns.iter().find(|p| !principal.may_subscribe(p)) {
+        return Err(ApiError::Forbidden {
+            code: "forbidden_topic",
+            message: format!("this token may not read topic {denied}"),
+        });
+    }
+    Ok(Filter {
+        patterns,
+        principal,
+    })
+}

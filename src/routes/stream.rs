@@ -1,0 +1,101 @@
+//! `GET /events/stream`: authenticate, parse the resume point, open a feed,
+//! and hand it to the SSE transport.
+
+use std::sync::Arc;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+
+use super::{AppState, authenticate, reader_filter};
+use crate::cursor::Since;
+use crate::error::ApiError;
+use crate::limits::MAX_TOPIC_PATTERNS;
+use crate::metrics::GaugeGuard;
+use crate::replay::{Feed, OpenError, Start};
+use crate::transport::sse;
+
+#[derive(Deserialize)]
+pub struct StreamQuery {
+    topics: Option<String>,
+    since: Option<String>,
+    #[serde(rename = "lastEventId")]
+    last_event_id_camel: Option<String>,
+    last_event_id: Option<String>,
+}
+
+pub async fn stream(
+    req: HttpRequest,
+    query: web::Query<StreamQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let principal = authenticate(&req, &state)?;
+    let view = principal.view();
+    let filter = reader_filter(principal, query.topics.as_deref(), MAX_TOPIC_PATTERNS)?;
+    let start = resume_point(&req, &query)?;
+    if state.shutdown.is_draining() {
+        return Err(ApiError::Unavailable {
+            code: "shutting_down",
+            message: "the server is shutting down; reconnect to another node or retry".into(),
+        });
+    }
+    let permit = state
+        .connections
+        .try_acquire()
+        .ok_or_else(|| ApiError::Unavailable {
+            code: "too_many_connections",
+            message: "the server holds as many streams as it is configured for".into(),
+        })?;
+    let opened = Feed::open(
+        state.log.clone(),
+        state.hub.clone(),
+        state.metrics.clone(),
+        Arc::new(filter),
+        start,
+    )
+    .await;
+    let opened = match opened {
+        Ok(feed) => Ok(feed),
+        Err(OpenError::Unresumable(unresumable)) => Err(unresumable),
+        Err(OpenError::Store(error)) => return Err(error.into()),
+    };
+    Ok(sse::respond(
+        opened,
+        sse::Session {
+            view,
+            heartbeat: state.limits.heartbeat,
+            retry_ms: state.limits.sse_retry_ms,
+            shutdown: state.shutdown.clone(),
+            permit,
+            gauge: GaugeGuard::hold(state.metrics.clone(), |m| &m.sse_connections),
+        },
+    ))
+}
+
+/// `Last-Event-ID` (what `EventSource` sends on its own reconnects), else
+/// the `lastEventId`, `last_event_id` or `since` query parameter, else now.
+fn resume_point(req: &HttpRequest, query: &StreamQuery) -> Result<Start, ApiError> {
+    let header = req
+        .headers()
+        .get("Last-Event-ID")
+        .map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    let raw = [
+        header,
+        query.last_event_id_camel.as_deref(),
+        query.last_event_id.as_deref(),
+        query.since.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .map(str::trim)
+    .find(|v| !v.is_empty());
+    match raw {
+        None => Ok(Start::Now),
+        Some(raw) => raw
+            .parse::<Since>()
+            .map(Start::After)
+            .map_err(|e| ApiError::BadRequest {
+                code: "invalid_cursor",
+                message: e.to_string(),
+            }),
+    }
+}

@@ -1,0 +1,186 @@
+//! Wiring: open the log, start the hub, the pruner and the HTTP server, and
+//! take them down in the right order.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+use tokio::task::JoinHandle;
+
+use crate::auth::{Authenticator, KeyError};
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::limits::{ConnectionLimiter, Limits};
+use crate::metrics::Metrics;
+use crate::retention;
+use crate::routes::{self, AppState};
+use crate::shutdown::Shutdown;
+use crate::store::{EventLog, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the event log")]
+    Store(#[from] StoreError),
+    #[error("bad JWT key")]
+    Key(#[from] KeyError),
+    #[error("cannot read the public key file {path}")]
+    KeyFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the HTTP server")]
+    Server(#[source] std::io::Error),
+}
+
+/// The verifier the configuration asks for. Without a secret or a public key,
+/// a random secret for this run: development mode, said loudly by `main`.
+pub fn authenticator(config: &Config) -> Result<(Authenticator, bool), StartupError> {
+    if let Some(secret) = &config.jwt_secret {
+        return Ok((Authenticator::from_secret(secret.as_bytes())?, false));
+    }
+    if let Some(key) = &config.jwt_public_key {
+        let pem = if key.trim_start().starts_with("-----BEGIN") {
+            key.clone().into_bytes()
+        } else {
+            std::fs::read(key).map_err(|source| StartupError::KeyFile {
+                path: key.clone(),
+                source,
+            })?
+        };
+        return Ok((Authenticator::from_public_key_pem(&pem)?, false));
+    }
+    let secret: [u8; 32] = rand::random();
+    Ok((Authenticator::from_secret(&secret)?, true))
+}
+
+/// A running pushlog, before it is awaited.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+    writer_task: JoinHandle<()>,
+    hub_task: JoinHandle<()>,
+    retention_task: JoinHandle<()>,
+}
+
+/// What tests and `main` keep to steer a running application.
+#[derive(Clone)]
+pub struct AppHandle {
+    pub shutdown: Shutdown,
+    pub log: EventLog,
+}
+
+impl Application {
+    pub async fn build(config: &Config, auth: Authenticator) -> Result<Application, StartupError> {
+        let listener = TcpListener::bind(&config.addr).map_err(|source| StartupError::Bind {
+            addr: config.addr.clone(),
+            source,
+        })?;
+        Application::build_on(listener, config, auth).await
+    }
+
+    /// Builds on a listener the caller bound (port 0 in tests).
+    pub async fn build_on(
+        listener: TcpListener,
+        config: &Config,
+        auth: Authenticator,
+    ) -> Result<Application, StartupError> {
+        let port = listener.local_addr().map_err(StartupError::Server)?.port();
+        let opened = EventLog::open(&config.database_url).await?;
+        let metrics = Arc::new(Metrics::default());
+        let hub = Hub::new(config.subscriber_queue, metrics.clone());
+        let shutdown = Shutdown::new();
+        let hub_task = tokio::spawn(hub.clone().run(opened.committed));
+        let retention_task = tokio::spawn(retention::run(
+            opened.log.clone(),
+            config.retention,
+            shutdown.clone(),
+        ));
+        let state = web::Data::new(AppState {
+            log: opened.log,
+            hub,
+            auth,
+            metrics,
+            limits: Limits::from_config(config),
+            connections: ConnectionLimiter::new(config.max_connections),
+            shutdown,
+        });
+        let app_state = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .configure(routes::configure)
+        })
+        // Signals are ours: shutdown must drain streams before the server
+        // stops, which actix's own handling would not do.
+        .disable_signals()
+        .shutdown_timeout(config.shutdown_grace_secs)
+        // A reconnect storm opens thousands of connections at once.
+        .backlog(8192)
+        .listen(listener)
+        .map_err(StartupError::Server)?
+        .run();
+        tracing::info!(port, database = %config.database_url, "pushlog listening");
+        Ok(Application {
+            port,
+            server,
+            state,
+            writer_task: opened.writer_task,
+            hub_task,
+            retention_task,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> AppHandle {
+        AppHandle {
+            shutdown: self.state.shutdown.clone(),
+            log: self.state.log.clone(),
+        }
+    }
+
+    /// Serves until the shutdown signal, then drains in order: refuse new
+    /// streams and end open ones, let in-flight requests finish, commit what
+    /// the writer holds, stop.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let Application {
+            server,
+            state,
+            writer_task,
+            hub_task,
+            retention_task,
+            ..
+        } = self;
+        let server_handle = server.handle();
+        let mut server = tokio::spawn(server);
+        let served = tokio::select! {
+            served = &mut server => served,
+            () = state.shutdown.wait() => {
+                tracing::info!("shutting down: draining streams and in-flight publishes");
+                server_handle.stop(true).await;
+                server.await
+            }
+        };
+        // Whatever ended the server, stop everything behind it.
+        state.shutdown.trigger();
+        state.log.stop_writer().await;
+        let _ = writer_task.await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), hub_task).await;
+        let _ = retention_task.await;
+        state.log.close().await;
+        tracing::info!("pushlog stopped");
+        served.unwrap_or_else(|join| Err(std::io::Error::other(join)))
+    }
+}

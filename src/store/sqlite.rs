@@ -1,0 +1,323 @@
+//! The SQLite backend: every line of SQL pushlog runs against SQLite.
+//!
+//! WAL journal with `synchronous = FULL`: a commit returns only after the WAL
+//! is fsynced, so an acknowledged event survives `kill -9` and an OS crash.
+//! Group commit (see `writer`) is what keeps that affordable.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Connection, QueryBuilder, Row, Sqlite};
+
+use super::position::LogPosition;
+use super::{StoreError, millis_to_datetime};
+use crate::event::{Audience, Entity, EntityOp, Event, EventId, Topic, TopicPattern};
+
+/// Readers a replay storm may use at once; SQLite WAL readers do not block
+/// the writer, and more connections than cores buy nothing.
+const READ_CONNECTIONS: u32 = 4;
+/// SQLite's default bound on host parameters is 32766; batches stay far below.
+const ROWS_PER_INSERT: usize = 500;
+const COLUMNS: &str =
+    "id, topic, type, entity_kind, entity_id, entity_op, payload, audience, idem_key, created_at";
+
+fn connect_options(database_url: &str) -> Result<SqliteConnectOptions, StoreError> {
+    if !database_url.starts_with("sqlite:") {
+        return Err(StoreError::UnsupportedUrl(database_url.to_owned()));
+    }
+    Ok(SqliteConnectOptions::from_str(database_url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(5)))
+}
+
+/// Opens the database, applies the migrations, and reads where the log is.
+pub(super) async fn open(
+    database_url: &str,
+) -> Result<(Reader, SqliteConnection, LogPosition), StoreError> {
+    let options = connect_options(database_url)?;
+    let mut writer = SqliteConnection::connect_with(&options).await?;
+    sqlx::migrate!("./migrations").run(&mut writer).await?;
+    let position = load_position(&mut writer).await?;
+    let pool = SqlitePoolOptions::new()
+        .max_connections(READ_CONNECTIONS)
+        .connect_with(options.read_only(true))
+        .await?;
+    Ok((Reader { pool }, writer, position))
+}
+
+async fn load_position(conn: &mut SqliteConnection) -> Result<LogPosition, StoreError> {
+    // The sequence, not max(id): after retention empties the table, the head
+    // must still be the last id ever assigned.
+    let head: i64 = sqlx::query_scalar(
+        "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let (pruned, pruned_at): (i64, i64) = sqlx::query_as(
+        "SELECT pruned_through, pruned_through_at FROM log_meta WHERE singleton = 1",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(LogPosition::new(head, pruned, pruned_at))
+}
+
+/// The newest `created_at` in the log, so timestamps never go backwards
+/// across a restart even if the clock did.
+pub(super) async fn last_timestamp(conn: &mut SqliteConnection) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT COALESCE((SELECT created_at FROM events ORDER BY id DESC LIMIT 1), 0)",
+    )
+    .fetch_one(conn)
+    .await?)
+}
+
+#[derive(Clone)]
+pub(super) struct Reader {
+    pool: SqlitePool,
+}
+
+impl Reader {
+    pub(super) async fn read_range(
+        &self,
+        after: EventId,
+        until: EventId,
+        topics: &[TopicPattern],
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        let mut query =
+            QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM events WHERE id > "));
+        query.push_bind(after.get());
+        query.push(" AND id <= ");
+        query.push_bind(until.get());
+        push_topic_filter(&mut query, topics);
+        query.push(" ORDER BY id LIMIT ");
+        query.push_bind(i64::from(limit));
+        let rows = query.build().fetch_all(&self.pool).await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    pub(super) async fn last_id_at_or_before(
+        &self,
+        t: DateTime<Utc>,
+    ) -> Result<Option<EventId>, StoreError> {
+        let id: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM events WHERE created_at <= ? ORDER BY created_at DESC, id DESC LIMIT 1",
+        )
+        .bind(t.timestamp_millis())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(id.and_then(EventId::new))
+    }
+
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub(super) async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// `AND (topic = ? OR topic >= ? AND topic < ? …)`. Prefixes become ranges so
+/// the `(topic, id)` index serves them; `*` needs no filter at all.
+fn push_topic_filter(query: &mut QueryBuilder<Sqlite>, topics: &[TopicPattern]) {
+    if topics.iter().any(|p| matches!(p, TopicPattern::All)) {
+        return;
+    }
+    query.push(" AND (");
+    for (i, pattern) in topics.iter().enumerate() {
+        if i > 0 {
+            query.push(" OR ");
+        }
+        match pattern {
+            TopicPattern::Exact(topic) => {
+                query.push("topic = ");
+                query.push_bind(topic.as_str().to_owned());
+            }
+            TopicPattern::Prefix(prefix) => {
+                query.push("(topic >= ");
+                query.push_bind(prefix.clone());
+                query.push(" AND topic < ");
+                query.push_bind(prefix_upper_bound(prefix));
+                query.push(")");
+            }
+            TopicPattern::All => unreachable!("handled above"),
+        }
+    }
+    query.push(")");
+}
+
+/// The smallest string greater than every string starting with `prefix`.
+/// Topic characters are ASCII below `~`, so bumping the last byte is enough.
+fn prefix_upper_bound(prefix: &str) -> String {
+    let mut bytes = prefix.as_bytes().to_vec();
+    if let Some(last) = bytes.last_mut() {
+        *last += 1;
+    }
+    String::from_utf8(bytes).unwrap_or_else(|_| prefix.to_owned())
+}
+
+fn event_from_row(row: &SqliteRow) -> Result<Event, StoreError> {
+    let id: i64 = row.try_get("id")?;
+    let corrupt = |reason: String| StoreError::CorruptRow { id, reason };
+    let entity = match (
+        row.try_get::<Option<String>, _>("entity_kind")?,
+        row.try_get::<Option<String>, _>("entity_id")?,
+        row.try_get::<Option<String>, _>("entity_op")?,
+    ) {
+        (Some(kind), Some(entity_id), Some(op)) => Some(Entity {
+            kind,
+            id: entity_id,
+            op: EntityOp::parse(&op).ok_or_else(|| corrupt(format!("entity_op {op:?}")))?,
+        }),
+        _ => None,
+    };
+    let payload = match row.try_get::<Option<String>, _>("payload")? {
+        Some(text) => Some(RawValue::from_string(text).map_err(|e| corrupt(e.to_string()))?),
+        None => None,
+    };
+    let audience = match row.try_get::<Option<String>, _>("audience")? {
+        Some(text) => {
+            Some(serde_json::from_str::<Audience>(&text).map_err(|e| corrupt(e.to_string()))?)
+        }
+        None => None,
+    };
+    Ok(Event {
+        id: EventId::new(id).ok_or_else(|| corrupt("negative id".into()))?,
+        topic: Topic::from_trusted(row.try_get("topic")?),
+        kind: row.try_get("type")?,
+        entity,
+        payload,
+        audience,
+        timestamp: millis_to_datetime(row.try_get("created_at")?),
+        key: row.try_get("idem_key")?,
+    })
+}
+
+/// The stored events carrying any of `keys`.
+pub(super) async fn find_by_keys(
+    conn: &mut SqliteConnection,
+    keys: &[&str],
+) -> Result<Vec<Event>, StoreError> {
+    let mut found = Vec::new();
+    for chunk in keys.chunks(ROWS_PER_INSERT) {
+        let mut query = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {COLUMNS} FROM events WHERE idem_key IN ("
+        ));
+        let mut list = query.separated(", ");
+        for key in chunk {
+            list.push_bind(key.to_string());
+        }
+        query.push(")");
+        let rows = query.build().fetch_all(&mut *conn).await?;
+        for row in &rows {
+            found.push(event_from_row(row)?);
+        }
+    }
+    Ok(found)
+}
+
+/// Inserts events whose ids the writer has already assigned, in one
+/// transaction that the caller commits.
+pub(super) async fn insert(
+    conn: &mut SqliteConnection,
+    events: &[&Event],
+) -> Result<(), StoreError> {
+    for chunk in events.chunks(ROWS_PER_INSERT) {
+        let mut query = QueryBuilder::<Sqlite>::new(format!("INSERT INTO events ({COLUMNS}) "));
+        query.push_values(chunk, |mut row, event| {
+            let audience = event
+                .audience
+                .as_ref()
+                .map(|a| serde_json::to_string(a).unwrap_or_default());
+            row.push_bind(event.id.get())
+                .push_bind(event.topic.as_str().to_owned())
+                .push_bind(event.kind.clone())
+                .push_bind(event.entity.as_ref().map(|e| e.kind.clone()))
+                .push_bind(event.entity.as_ref().map(|e| e.id.clone()))
+                .push_bind(event.entity.as_ref().map(|e| e.op.as_str()))
+                .push_bind(event.payload.as_ref().map(|p| p.get().to_owned()))
+                .push_bind(audience)
+                .push_bind(event.key.clone())
+                .push_bind(event.timestamp.timestamp_millis());
+        });
+        query.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// What one prune step decided to delete.
+pub(super) struct PrunePlan {
+    pub through: i64,
+    pub through_at: i64,
+}
+
+/// Finds the next batch to delete: ids after `pruned` up to `batch` rows,
+/// stopping at the newest id that retention no longer keeps.
+pub(super) async fn plan_prune(
+    conn: &mut SqliteConnection,
+    pruned: i64,
+    keep_after_id: i64,
+    keep_after_ms: Option<i64>,
+    batch: u32,
+) -> Result<Option<PrunePlan>, StoreError> {
+    // The last row of the batch: the `batch`-th row after `pruned` that is
+    // outside retention (by count: id <= keep_after_id; by age: older).
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT id, created_at FROM (
+             SELECT id, created_at FROM events
+             WHERE id > ?1 AND (id <= ?2 OR created_at < ?3)
+             ORDER BY id LIMIT ?4
+         ) ORDER BY id DESC LIMIT 1",
+    )
+    .bind(pruned)
+    .bind(keep_after_id)
+    .bind(keep_after_ms.unwrap_or(i64::MIN))
+    .bind(i64::from(batch))
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(|(through, through_at)| PrunePlan {
+        through,
+        through_at,
+    }))
+}
+
+pub(super) async fn delete_through(
+    conn: &mut SqliteConnection,
+    plan: &PrunePlan,
+) -> Result<u64, StoreError> {
+    let deleted = sqlx::query("DELETE FROM events WHERE id <= ?")
+        .bind(plan.through)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    sqlx::query(
+        "UPDATE log_meta SET pruned_through = ?, pruned_through_at = ? WHERE singleton = 1",
+    )
+    .bind(plan.through)
+    .bind(plan.through_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_ranges_cover_exactly_the_prefix() {
+        assert_eq!(prefix_upper_bound("device:"), "device;");
+        assert!("device:zzz" < "device;");
+        assert!("device:" >= "device:");
+    }
+}

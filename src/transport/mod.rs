@@ -1,0 +1,3 @@
+//! Session loops: how a feed reaches a client over each transport.
+
+pub mod sse;
