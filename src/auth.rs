@@ -48,6 +48,8 @@ pub enum AuthError {
 pub enum KeyError {
     #[error("the public key is not a PEM RSA or EC public key: {0}")]
     BadPublicKey(jsonwebtoken::errors::Error),
+    #[error("the public key must be a PEM `PUBLIC KEY` (RSA or EC P-256) or `RSA PUBLIC KEY`")]
+    UnknownKeyType,
     #[error("the JWT secret must be at least 32 bytes long, it is {0}")]
     ShortSecret(usize),
     #[error(
@@ -128,11 +130,15 @@ impl Authenticator {
         })
     }
 
-    /// An RSA (RS256) or EC P-256 (ES256) public key in PEM form.
+    /// An RSA (RS256) or EC P-256 (ES256) public key in PEM form. The key's
+    /// own type decides the algorithm; nothing in a token can change it.
     pub fn from_public_key_pem(pem: &[u8]) -> Result<Authenticator, KeyError> {
-        let (algorithm, decoding) = match DecodingKey::from_rsa_pem(pem) {
-            Ok(key) => (Algorithm::RS256, key),
-            Err(_) => (
+        let (algorithm, decoding) = match public_key_kind(pem)? {
+            PublicKeyKind::Rsa => (
+                Algorithm::RS256,
+                DecodingKey::from_rsa_pem(pem).map_err(KeyError::BadPublicKey)?,
+            ),
+            PublicKeyKind::Ec => (
                 Algorithm::ES256,
                 DecodingKey::from_ec_pem(pem).map_err(KeyError::BadPublicKey)?,
             ),
@@ -202,6 +208,41 @@ impl Authenticator {
             topics: topics.map(<[String]>::to_vec),
         };
         jsonwebtoken::encode(&Header::new(self.algorithm), &claims, key).map_err(KeyError::Sign)
+    }
+}
+
+enum PublicKeyKind {
+    Rsa,
+    Ec,
+}
+
+/// Reads the key type from the PEM itself: a PKCS#1 RSA header, or the
+/// algorithm OID inside an SPKI `PUBLIC KEY`. Trying one parser and then the
+/// other is not reliable: a lenient parser can accept the wrong kind of key.
+fn public_key_kind(pem: &[u8]) -> Result<PublicKeyKind, KeyError> {
+    use base64::Engine;
+    const RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+    const EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+    let text = String::from_utf8_lossy(pem);
+    if text.contains("-----BEGIN RSA PUBLIC KEY-----") {
+        return Ok(PublicKeyKind::Rsa);
+    }
+    let body: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN PUBLIC KEY-----"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body.trim())
+        .map_err(|_| KeyError::UnknownKeyType)?;
+    let contains = |oid: &[u8]| der.windows(oid.len()).any(|w| w == oid);
+    if contains(RSA_ENCRYPTION) {
+        Ok(PublicKeyKind::Rsa)
+    } else if contains(EC_PUBLIC_KEY) {
+        Ok(PublicKeyKind::Ec)
+    } else {
+        Err(KeyError::UnknownKeyType)
     }
 }
 
@@ -309,5 +350,40 @@ mod tests {
             Authenticator::from_secret(b"short"),
             Err(KeyError::ShortSecret(5))
         ));
+    }
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!(
+            "{}/tests/fixtures/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_key_type_decides_the_algorithm() {
+        let rsa = Authenticator::from_public_key_pem(&fixture("rsa_public.pem")).unwrap();
+        let ec = Authenticator::from_public_key_pem(&fixture("ec_public.pem")).unwrap();
+        assert_eq!(rsa.algorithm(), Algorithm::RS256);
+        assert_eq!(ec.algorithm(), Algorithm::ES256);
+        let key = EncodingKey::from_rsa_pem(&fixture("rsa_private.pem")).unwrap();
+        let claims = Claims {
+            sub: "s".into(),
+            exp: unix_now() + 60,
+            roles: vec![],
+            topics: None,
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &key).unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.alg, Algorithm::RS256);
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        let r = jsonwebtoken::decode::<Claims>(&token, &rsa.decoding, &validation);
+        assert!(r.is_ok(), "{r:?}");
     }
 }

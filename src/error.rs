@@ -22,6 +22,8 @@ pub enum ApiError {
     BadRequest { code: &'static str, message: String },
     #[error("{message}")]
     TooLarge { code: &'static str, message: String },
+    #[error("{message}")]
+    NotFound { message: String },
     #[error("send the body as application/json")]
     UnsupportedMediaType,
     #[error("{message}")]
@@ -56,6 +58,7 @@ impl ApiError {
             | ApiError::Unprocessable { code, .. }
             | ApiError::Unavailable { code, .. } => code,
             ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::NotFound { .. } => "not_found",
             ApiError::Gone(Unresumable::Expired(_)) => "cursor_expired",
             ApiError::Gone(Unresumable::Ahead(_)) => "cursor_unknown",
             ApiError::Internal(_) => "internal",
@@ -87,6 +90,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,

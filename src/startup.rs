@@ -119,6 +119,7 @@ impl Application {
             App::new()
                 .app_data(app_state.clone())
                 .configure(routes::configure)
+                .default_service(web::to(routes::not_found))
         })
         // Signals are ours: shutdown must drain streams before the server
         // stops, which actix's own handling would not do.

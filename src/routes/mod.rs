@@ -57,6 +57,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/metrics", web::get().to(health::metrics));
 }
 
+/// Unknown routes answer in the same JSON shape as every other error.
+pub async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::NotFound {
+        message: format!("no route {} {}", req.method(), req.path()),
+    })
+}
+
 /// The caller's verified identity, or `401`.
 pub(crate) fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Principal, ApiError> {
     let (token, _source) = extract_token(req)?.ok_or(crate::auth::AuthError::Missing)?;

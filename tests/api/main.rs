@@ -1,0 +1,15 @@
+//! Integration tests: the real application on a random port, each test with
+//! its own SQLite file. One binary, so the crate links once.
+
+mod helpers;
+
+mod auth;
+mod durability;
+mod filtering;
+mod handover;
+mod missed;
+mod openapi;
+mod publish;
+mod retention;
+mod shutdown;
+mod stream;

@@ -1,0 +1,76 @@
+//! The OpenAPI document describes exactly the routes the application serves.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::helpers::spawn_app;
+
+fn spec() -> Value {
+    let path = format!("{}/openapi/openapi.yaml", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).expect("openapi/openapi.yaml exists");
+    serde_yaml_ng::from_str(&text).expect("openapi.yaml parses")
+}
+
+fn spec_routes(spec: &Value) -> BTreeSet<(String, String)> {
+    let mut routes = BTreeSet::new();
+    for (path, item) in spec["paths"].as_object().expect("paths") {
+        for method in ["get", "post", "put", "patch", "delete"] {
+            if item.get(method).is_some() {
+                routes.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    routes
+}
+
+#[actix_web::test]
+async fn the_spec_is_openapi_3_1_and_lists_exactly_the_served_routes() {
+    let spec = spec();
+    let served: BTreeSet<(String, String)> = pushlog::routes::ROUTES
+        .iter()
+        .map(|(method, path)| (method.to_string(), path.to_string()))
+        .collect();
+
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
+    assert_eq!(spec_routes(&spec), served);
+}
+
+#[actix_web::test]
+async fn every_route_in_the_spec_answers() {
+    let app = spawn_app().await;
+    for (method, path) in spec_routes(&spec()) {
+        let url = format!("{}{path}", app.base);
+        let request = match method.as_str() {
+            "GET" => app.client.get(url),
+            "POST" => app.client.post(url),
+            other => panic!("unexpected method {other}"),
+        };
+        let status = request.send().await.expect("request").status().as_u16();
+        assert!(
+            status != 404 && status != 405,
+            "{method} {path} answered {status}"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn every_operation_documents_its_errors_with_the_error_schema() {
+    let spec = spec();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            if !["get", "post"].contains(&method.as_str()) {
+                continue;
+            }
+            assert!(
+                operation.get("operationId").is_some(),
+                "{method} {path} has an operationId"
+            );
+            let responses = operation["responses"].as_object().expect("responses");
+            assert!(
+                responses.keys().any(|s| s.starts_with('2')),
+                "{method} {path} has a success response"
+            );
+        }
+    }
+}
