@@ -67,6 +67,9 @@ pub struct Principal {
     pub roles: Vec<String>,
     /// The token's `topics` claim; `None` means every topic.
     pub readable: Option<Vec<TopicPattern>>,
+    /// The token's `exp`, Unix seconds: a long-lived connection must not
+    /// outlive the token that opened it.
+    pub expires_at: u64,
 }
 
 impl Principal {
@@ -189,6 +192,7 @@ impl Authenticator {
             user: claims.sub,
             roles: claims.roles,
             readable,
+            expires_at: claims.exp,
         })
     }
 
@@ -246,7 +250,7 @@ fn public_key_kind(pem: &[u8]) -> Result<PublicKeyKind, KeyError> {
     }
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -95,6 +95,16 @@ pub struct Config {
     #[arg(long, env = "PUSHLOG_MAX_MESSAGES_PER_SEC", default_value_t = 10)]
     pub max_messages_per_sec: u32,
 
+    /// Largest WebSocket message a client may send, in bytes.
+    #[arg(long, env = "PUSHLOG_WS_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
+    pub ws_max_frame_bytes: usize,
+
+    /// Origins allowed to open a WebSocket authenticated by the
+    /// `pushlog_token` cookie, comma-separated (`https://app.example.com`).
+    /// The server's own origin is always allowed; `*` allows any.
+    #[arg(long, env = "PUSHLOG_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
     /// Largest event payload, in bytes of compact JSON.
     #[arg(long, env = "PUSHLOG_MAX_PAYLOAD_BYTES", default_value_t = 64 * 1024)]
     pub max_payload_bytes: usize,
@@ -104,7 +114,8 @@ pub struct Config {
     pub max_body_bytes: usize,
 
     /// Events a live subscriber may fall behind by before it is reset
-    /// (`lagged`) and must resume from its cursor.
+    /// (SSE `lagged`) or closed (WebSocket 4008) and must resume from its
+    /// cursor.
     #[arg(long, env = "PUSHLOG_SUBSCRIBER_QUEUE", default_value_t = 4096)]
     pub subscriber_queue: usize,
 

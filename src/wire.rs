@@ -8,6 +8,7 @@
 use std::sync::OnceLock;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use bytestring::ByteString;
 use serde::Serialize;
 
 use crate::event::{Event, EventId, Topic};
@@ -15,17 +16,29 @@ use crate::event::{Event, EventId, Topic};
 /// Who sees the event's `audience`: the contract shows it to publishers only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum View {
-    Reader,
-    Publisher,
+    Reader = 0,
+    Publisher = 1,
+}
+
+/// The encodings an event is sent in.
+#[derive(Debug, Clone, Copy)]
+enum Form {
+    /// The event object, one line of JSON.
+    Json = 0,
+    /// `id: N\ndata: {json}\n\n`.
+    Sse = 1,
+    /// `{"type":"event","event":{json}}`.
+    Ws = 2,
 }
 
 #[derive(Debug)]
 pub struct SharedEvent {
     event: Event,
-    reader_json: OnceLock<Bytes>,
-    publisher_json: OnceLock<Bytes>,
-    reader_sse: OnceLock<Bytes>,
-    publisher_sse: OnceLock<Bytes>,
+    /// One cell per (view, form), filled on first use.
+    encoded: [[OnceLock<Bytes>; 3]; 2],
+    /// The WebSocket frame as checked UTF-8 text, per view: checked once per
+    /// event, not once per recipient.
+    ws_text: [OnceLock<ByteString>; 2],
 }
 
 /// The event as a reader sees it: the stored event minus its audience.
@@ -46,10 +59,8 @@ impl SharedEvent {
     pub fn new(event: Event) -> SharedEvent {
         SharedEvent {
             event,
-            reader_json: OnceLock::new(),
-            publisher_json: OnceLock::new(),
-            reader_sse: OnceLock::new(),
-            publisher_sse: OnceLock::new(),
+            encoded: Default::default(),
+            ws_text: Default::default(),
         }
     }
 
@@ -63,14 +74,63 @@ impl SharedEvent {
 
     /// The event as one line of JSON, as `view` may see it.
     pub fn json(&self, view: View) -> &Bytes {
-        // Without an audience both views are the same bytes.
-        let view = if self.event.audience.is_none() {
+        self.encoded(view, Form::Json)
+    }
+
+    /// `id: N\ndata: {json}\n\n`, ready to write to an SSE response.
+    pub fn sse_frame(&self, view: View) -> Bytes {
+        self.encoded(view, Form::Sse).clone()
+    }
+
+    /// `{"type":"event","event":{json}}`, ready to send as a WebSocket text
+    /// frame.
+    pub fn ws_frame(&self, view: View) -> ByteString {
+        let view = self.effective(view);
+        self.ws_text[view as usize]
+            .get_or_init(|| {
+                // Built from `serde_json` output and ASCII literals: UTF-8.
+                ByteString::try_from(self.encoded(view, Form::Ws).clone()).unwrap_or_default()
+            })
+            .clone()
+    }
+
+    /// Without an audience both views are the same bytes.
+    fn effective(&self, view: View) -> View {
+        if self.event.audience.is_none() {
             View::Reader
         } else {
             view
-        };
+        }
+    }
+
+    fn encoded(&self, view: View, form: Form) -> &Bytes {
+        let view = self.effective(view);
+        self.encoded[view as usize][form as usize].get_or_init(|| match form {
+            Form::Json => self.encode_json(view),
+            Form::Sse => {
+                let json = self.json(view);
+                let mut frame = BytesMut::with_capacity(json.len() + 32);
+                frame.put_slice(b"id: ");
+                frame.put_slice(self.event.id.to_string().as_bytes());
+                frame.put_slice(b"\ndata: ");
+                frame.put_slice(json);
+                frame.put_slice(b"\n\n");
+                frame.freeze()
+            }
+            Form::Ws => {
+                let json = self.json(view);
+                let mut frame = BytesMut::with_capacity(json.len() + 28);
+                frame.put_slice(br#"{"type":"event","event":"#);
+                frame.put_slice(json);
+                frame.put_slice(b"}");
+                frame.freeze()
+            }
+        })
+    }
+
+    fn encode_json(&self, view: View) -> Bytes {
         match view {
-            View::Reader => self.reader_json.get_or_init(|| {
+            View::Reader => {
                 let e = &self.event;
                 encode(&ReaderView {
                     id: e.id,
@@ -80,28 +140,9 @@ impl SharedEvent {
                     payload: &e.payload,
                     timestamp: crate::event::format_timestamp(&e.timestamp),
                 })
-            }),
-            View::Publisher => self.publisher_json.get_or_init(|| encode(&self.event)),
+            }
+            View::Publisher => encode(&self.event),
         }
-    }
-
-    /// `id: N\ndata: {json}\n\n`, ready to write to an SSE response.
-    pub fn sse_frame(&self, view: View) -> Bytes {
-        let cell = match view {
-            View::Publisher if self.event.audience.is_some() => &self.publisher_sse,
-            _ => &self.reader_sse,
-        };
-        cell.get_or_init(|| {
-            let json = self.json(view);
-            let mut frame = BytesMut::with_capacity(json.len() + 32);
-            frame.put_slice(b"id: ");
-            frame.put_slice(self.event.id.to_string().as_bytes());
-            frame.put_slice(b"\ndata: ");
-            frame.put_slice(json);
-            frame.put_slice(b"\n\n");
-            frame.freeze()
-        })
-        .clone()
     }
 }
 
@@ -109,4 +150,53 @@ fn encode<T: Serialize>(value: &T) -> Bytes {
     // Serializing plain structs of strings, numbers and already-valid raw JSON
     // into memory cannot fail.
     Bytes::from(serde_json::to_vec(value).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Audience, Topic};
+
+    fn shared(audience: Option<Audience>) -> SharedEvent {
+        SharedEvent::new(Event {
+            id: EventId::new(7).unwrap(),
+            topic: Topic::parse("t").unwrap(),
+            kind: "k".into(),
+            entity: None,
+            payload: None,
+            audience,
+            timestamp: chrono::DateTime::from_timestamp_millis(0).unwrap(),
+            key: Some("secret-key".into()),
+        })
+    }
+
+    #[test]
+    fn readers_never_see_the_audience_or_the_key() {
+        let event = shared(Some(Audience {
+            users: vec!["bob".into()],
+            roles: vec![],
+        }));
+        let reader = String::from_utf8(event.json(View::Reader).to_vec()).unwrap();
+        let publisher = String::from_utf8(event.json(View::Publisher).to_vec()).unwrap();
+        assert_eq!(
+            reader,
+            r#"{"id":7,"topic":"t","type":"k","timestamp":"1970-01-01T00:00:00.000Z"}"#
+        );
+        assert!(publisher.contains(r#""audience":{"users":["bob"]}"#));
+        assert!(!publisher.contains("secret-key"));
+    }
+
+    #[test]
+    fn frames_wrap_the_same_json() {
+        let event = shared(None);
+        let json = String::from_utf8(event.json(View::Reader).to_vec()).unwrap();
+        assert_eq!(
+            event.sse_frame(View::Reader),
+            format!("id: 7\ndata: {json}\n\n")
+        );
+        assert_eq!(
+            &*event.ws_frame(View::Publisher),
+            format!(r#"{{"type":"event","event":{json}}}"#)
+        );
+    }
 }

@@ -249,6 +249,7 @@ mod tests {
             user: user.into(),
             roles: vec![],
             readable: None,
+            expires_at: u64::MAX,
         }
     }
 

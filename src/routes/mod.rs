@@ -5,6 +5,7 @@ mod health;
 mod missed;
 mod publish;
 mod stream;
+mod ws;
 
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use crate::auth::{Authenticator, Principal, extract_token};
 use crate::error::ApiError;
 use crate::event::TopicPattern;
 use crate::hub::{Filter, Hub};
-use crate::limits::{ConnectionLimiter, Limits};
+use crate::limits::{ConnectionLimiter, ConnectionPermit, Limits};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::store::EventLog;
@@ -36,6 +37,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/events"),
     ("GET", "/events/missed"),
     ("GET", "/events/stream"),
+    ("GET", "/ws"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -52,6 +54,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/events", web::post().to(publish::publish))
     .route("/events/missed", web::get().to(missed::missed))
     .route("/events/stream", web::get().to(stream::stream))
+    .route("/ws", web::get().to(ws::ws))
     .route("/healthz", web::get().to(health::healthz))
     .route("/readyz", web::get().to(health::readyz))
     .route("/metrics", web::get().to(health::metrics));
@@ -68,6 +71,24 @@ pub async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiE
 pub(crate) fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Principal, ApiError> {
     let (token, _source) = extract_token(req)?.ok_or(crate::auth::AuthError::Missing)?;
     Ok(state.auth.verify(&token)?)
+}
+
+/// A slot for one more long-lived connection (SSE or WebSocket), or `503`
+/// when draining or full: refused before any work is done for it.
+pub(crate) fn admit_connection(state: &AppState) -> Result<ConnectionPermit, ApiError> {
+    if state.shutdown.is_draining() {
+        return Err(ApiError::Unavailable {
+            code: "shutting_down",
+            message: "the server is shutting down; reconnect to another node or retry".into(),
+        });
+    }
+    state
+        .connections
+        .try_acquire()
+        .ok_or_else(|| ApiError::Unavailable {
+            code: "too_many_connections",
+            message: "the server holds as many connections as it is configured for".into(),
+        })
 }
 
 /// Parses `?topics=` and checks each pattern against the token: `400` for a

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use super::{AppState, authenticate, reader_filter};
+use super::{AppState, admit_connection, authenticate, reader_filter};
 use crate::cursor::Since;
 use crate::error::ApiError;
 use crate::limits::MAX_TOPIC_PATTERNS;
@@ -32,19 +32,7 @@ pub async fn stream(
     let view = principal.view();
     let filter = reader_filter(principal, query.topics.as_deref(), MAX_TOPIC_PATTERNS)?;
     let start = resume_point(&req, &query)?;
-    if state.shutdown.is_draining() {
-        return Err(ApiError::Unavailable {
-            code: "shutting_down",
-            message: "the server is shutting down; reconnect to another node or retry".into(),
-        });
-    }
-    let permit = state
-        .connections
-        .try_acquire()
-        .ok_or_else(|| ApiError::Unavailable {
-            code: "too_many_connections",
-            message: "the server holds as many streams as it is configured for".into(),
-        })?;
+    let permit = admit_connection(&state)?;
     let opened = Feed::open(
         state.log.clone(),
         state.hub.clone(),

@@ -13,3 +13,5 @@ mod publish;
 mod retention;
 mod shutdown;
 mod stream;
+mod websocket;
+mod ws_client;

@@ -54,6 +54,18 @@ async fn every_route_in_the_spec_answers() {
     }
 }
 
+/// Follows a local `$ref` (`#/components/...`) if `value` is one.
+fn resolve<'a>(spec: &'a Value, value: &'a Value) -> &'a Value {
+    match value.get("$ref").and_then(Value::as_str) {
+        Some(reference) => {
+            let pointer = reference.trim_start_matches('#');
+            spec.pointer(pointer)
+                .unwrap_or_else(|| panic!("dangling $ref {reference}"))
+        }
+        None => value,
+    }
+}
+
 #[actix_web::test]
 async fn every_operation_documents_its_errors_with_the_error_schema() {
     let spec = spec();
@@ -62,15 +74,30 @@ async fn every_operation_documents_its_errors_with_the_error_schema() {
             if !["get", "post"].contains(&method.as_str()) {
                 continue;
             }
+            let what = format!("{method} {path}");
             assert!(
                 operation.get("operationId").is_some(),
-                "{method} {path} has an operationId"
+                "{what} has an operationId"
             );
             let responses = operation["responses"].as_object().expect("responses");
             assert!(
-                responses.keys().any(|s| s.starts_with('2')),
-                "{method} {path} has a success response"
+                responses.keys().any(|s| s.starts_with('2') || s == "101"),
+                "{what} has a success response"
             );
+            for (status, response) in responses {
+                if !(status.starts_with('4') || status.starts_with('5')) {
+                    continue;
+                }
+                let response = resolve(&spec, response);
+                let schema = resolve(&spec, &response["content"]["application/json"]["schema"]);
+                let properties = schema["properties"].as_object().unwrap_or_else(|| {
+                    panic!("{what} {status}: a JSON error body with properties")
+                });
+                assert!(
+                    properties.contains_key("error") && properties.contains_key("message"),
+                    "{what} {status}: the body has `error` and `message`"
+                );
+            }
         }
     }
 }

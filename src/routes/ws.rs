@@ -1,0 +1,67 @@
+//! `GET /ws`: checks what must be refused before the upgrade (draining, the
+//! connection limit, a cookie from a foreign origin), then hands the socket
+//! to the WebSocket session. Token problems are told with close code 4001
+//! after the upgrade, because a browser cannot see an HTTP status there.
+
+use actix_web::http::header::{HOST, ORIGIN};
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::{AppState, admit_connection};
+use crate::auth::{TokenSource, extract_token};
+use crate::error::ApiError;
+use crate::transport::ws::{self, Context};
+
+pub async fn ws(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let token = extract_token(&req);
+    if let Ok(Some((_, TokenSource::Cookie))) = &token {
+        check_origin(&req, &state.limits.allowed_origins)?;
+    }
+    let principal = token.and_then(|found| match found {
+        Some((token, _)) => state.auth.verify(&token).map(Some),
+        None => Ok(None),
+    });
+    let permit = admit_connection(&state)?;
+    let (response, session, messages) =
+        actix_ws::handle(&req, body).map_err(|error| ApiError::BadRequest {
+            code: "not_a_websocket",
+            message: format!("this endpoint speaks WebSocket only: {error}"),
+        })?;
+    let context = Context {
+        log: state.log.clone(),
+        hub: state.hub.clone(),
+        auth: state.auth.clone(),
+        metrics: state.metrics.clone(),
+        limits: state.limits.clone(),
+        shutdown: state.shutdown.clone(),
+        permit,
+    };
+    actix_web::rt::spawn(ws::run(context, principal, session, messages));
+    Ok(response)
+}
+
+/// A cookie rides along on any request the browser makes, including a
+/// WebSocket opened by another site's page (cross-site WebSocket hijacking).
+/// So when the cookie is the credential, the page's origin must be ours or
+/// on the allow-list. Non-browser clients send no `Origin` and are not at
+/// risk.
+fn check_origin(req: &HttpRequest, allowed: &[String]) -> Result<(), ApiError> {
+    let Some(origin) = req.headers().get(ORIGIN).and_then(|o| o.to_str().ok()) else {
+        return Ok(());
+    };
+    let own_host = req.headers().get(HOST).and_then(|h| h.to_str().ok());
+    let origin_host = origin.split_once("://").map(|(_, host)| host);
+    let same_origin = own_host.is_some() && origin_host == own_host;
+    if same_origin || allowed.iter().any(|a| a == "*" || a == origin) {
+        return Ok(());
+    }
+    Err(ApiError::Forbidden {
+        code: "forbidden_origin",
+        message: format!(
+            "origin {origin} may not use the pushlog_token cookie here; add it to PUSHLOG_ALLOWED_ORIGINS or send the token explicitly"
+        ),
+    })
+}

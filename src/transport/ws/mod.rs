@@ -1,0 +1,554 @@
+//! The WebSocket session: one loop per connection, a single `select!` over
+//! client frames, the connection's feeds, the heartbeat, the token's expiry
+//! and shutdown. Sends never wait on the client (see [`outbound`]).
+
+mod outbound;
+mod protocol;
+mod rate;
+mod subscriptions;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_ws::{CloseCode, Message, MessageStream, ProtocolError, Session};
+use bytestring::ByteString;
+use tokio::time::{Instant, MissedTickBehavior};
+use tracing::Instrument;
+
+use crate::auth::{Authenticator, Principal, unix_now};
+use crate::cursor::Since;
+use crate::event::TopicPattern;
+use crate::hub::{Filter, Hub};
+use crate::limits::{ConnectionPermit, Limits};
+use crate::metrics::{GaugeGuard, Metrics};
+use crate::replay::{Feed, FeedEnd, OpenError, ResetReason, Start, Unresumable};
+use crate::shutdown::Shutdown;
+use crate::store::{EventLog, LogBounds};
+use outbound::{Outbound, Unsent};
+use protocol::{ClientMessage, RequestId, ServerMessage};
+use subscriptions::{Reopen, Subscriptions, Update};
+
+/// How long a connection without a token may take to send `auth`.
+const AUTH_DEADLINE: Duration = Duration::from_secs(5);
+/// The longest timer the session sets (a year).
+const MAX_TIMER_SECS: u64 = 365 * 24 * 3600;
+/// Malformed or unknown messages tolerated before closing with 1008.
+const MAX_GARBAGE: u32 = 5;
+
+/// The contract's close codes.
+const CLOSE_UNAUTHENTICATED: u16 = 4001;
+const CLOSE_FORBIDDEN: u16 = 4003;
+const CLOSE_LAGGED: u16 = 4008;
+
+/// Everything a session needs from the server.
+pub struct Context {
+    pub log: EventLog,
+    pub hub: Hub,
+    pub auth: Authenticator,
+    pub metrics: Arc<Metrics>,
+    pub limits: Limits,
+    pub shutdown: Shutdown,
+    pub permit: ConnectionPermit,
+}
+
+/// Why a session ended, as the close frame says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    ClientLeft,
+    Unauthenticated,
+    Forbidden,
+    Lagged,
+    Policy,
+    TooBig,
+    ProtocolError,
+    HeartbeatTimeout,
+    ShuttingDown,
+    ServerError,
+}
+
+impl CloseReason {
+    fn code(self) -> CloseCode {
+        match self {
+            CloseReason::ClientLeft => CloseCode::Normal,
+            CloseReason::Unauthenticated => CloseCode::Other(CLOSE_UNAUTHENTICATED),
+            CloseReason::Forbidden => CloseCode::Other(CLOSE_FORBIDDEN),
+            CloseReason::Lagged => CloseCode::Other(CLOSE_LAGGED),
+            CloseReason::Policy => CloseCode::Policy,
+            CloseReason::TooBig => CloseCode::Size,
+            CloseReason::ProtocolError => CloseCode::Protocol,
+            CloseReason::HeartbeatTimeout | CloseReason::ShuttingDown => CloseCode::Away,
+            CloseReason::ServerError => CloseCode::Error,
+        }
+    }
+}
+
+/// Ends the session with a close frame carrying `reason` and a message.
+struct Closing(CloseReason, String);
+
+fn closing(reason: CloseReason, message: impl Into<String>) -> Closing {
+    Closing(reason, message.into())
+}
+
+/// Runs a session to its end. `principal` is the identity from the upgrade
+/// request, if it carried a valid token.
+pub async fn run(
+    context: Context,
+    principal: Result<Option<Principal>, crate::auth::AuthError>,
+    session: Session,
+    messages: MessageStream,
+) {
+    let connection_id = uuid::Uuid::new_v4().to_string();
+    let span = tracing::info_span!("ws", connection_id = %connection_id);
+    async move {
+        let _gauge = GaugeGuard::hold(context.metrics.clone(), |m| &m.ws_connections);
+        let outbound = Outbound::spawn(session, context.limits.subscriber_queue);
+        let messages = messages.max_frame_size(context.limits.ws_max_frame_bytes);
+        let mut connection = Connection {
+            context,
+            outbound,
+            connection_id,
+            principal: None,
+            subscriptions: Subscriptions::default(),
+            garbage: 0,
+        };
+        let Closing(reason, message) = connection.serve(principal, messages).await;
+        tracing::debug!(?reason, %message, "websocket closed");
+        if reason != CloseReason::ClientLeft {
+            connection.outbound.close(reason.code(), &message);
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+struct Connection {
+    context: Context,
+    outbound: Outbound,
+    connection_id: String,
+    principal: Option<Principal>,
+    subscriptions: Subscriptions,
+    garbage: u32,
+}
+
+impl Connection {
+    async fn serve(
+        &mut self,
+        principal: Result<Option<Principal>, crate::auth::AuthError>,
+        mut messages: MessageStream,
+    ) -> Closing {
+        match principal {
+            Ok(Some(principal)) => {
+                if let Err(closing) = self.authenticated(principal) {
+                    return closing;
+                }
+            }
+            Ok(None) => {}
+            Err(error) => return closing(CloseReason::Unauthenticated, error.to_string()),
+        }
+        let ping_every = self.context.limits.ws_ping;
+        let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut last_heard = Instant::now();
+        let mut rate = rate::RateLimiter::new(
+            self.context.limits.max_messages_per_sec,
+            std::time::Instant::now(),
+        );
+        let auth_deadline = Instant::now() + AUTH_DEADLINE;
+        loop {
+            let expiry = self.expiry().unwrap_or(auth_deadline);
+            tokio::select! {
+                biased;
+                () = self.context.shutdown.wait() => {
+                    return closing(CloseReason::ShuttingDown, "server shutting down");
+                }
+                frame = messages.recv() => {
+                    last_heard = Instant::now();
+                    let Some(frame) = frame else {
+                        return closing(CloseReason::ClientLeft, "");
+                    };
+                    if !rate.allow(std::time::Instant::now()) {
+                        return closing(CloseReason::Policy, "message rate limit exceeded");
+                    }
+                    if let Err(closing) = self.on_frame(frame).await {
+                        return closing;
+                    }
+                }
+                // Events are taken only while the outbound queue has room,
+                // so a slow reader holds its feeds back instead of
+                // overflowing; see `outbound`.
+                update = self.subscriptions.next(), if self.outbound.has_room() => {
+                    if let Err(closing) = self.on_update(update).await {
+                        return closing;
+                    }
+                }
+                () = self.outbound.room(), if !self.outbound.has_room() => {}
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > ping_every * 2 {
+                        return closing(CloseReason::HeartbeatTimeout, "no answer to pings");
+                    }
+                    if self.outbound.ping() == Err(Unsent::Closed) {
+                        return closing(CloseReason::ClientLeft, "");
+                    }
+                }
+                () = tokio::time::sleep_until(expiry) => {
+                    let message = if self.principal.is_some() {
+                        "token expired: reconnect or send a fresh `auth`"
+                    } else {
+                        "no token: send {\"type\":\"auth\",\"token\":\"…\"} within 5 s"
+                    };
+                    return closing(CloseReason::Unauthenticated, message);
+                }
+            }
+        }
+    }
+
+    /// When the current token expires, as a timer deadline.
+    fn expiry(&self) -> Option<Instant> {
+        let principal = self.principal.as_ref()?;
+        // Capped so a far-future `exp` cannot overflow the clock.
+        let left = principal
+            .expires_at
+            .saturating_sub(unix_now())
+            .min(MAX_TIMER_SECS);
+        Some(Instant::now() + Duration::from_secs(left))
+    }
+
+    fn authenticated(&mut self, principal: Principal) -> Result<(), Closing> {
+        match &self.principal {
+            Some(current) if current.user != principal.user => {
+                return Err(closing(
+                    CloseReason::Forbidden,
+                    "a connection cannot change its user",
+                ));
+            }
+            Some(_) => {
+                // A refreshed token: new subscriptions use its claims.
+                self.principal = Some(principal);
+                return Ok(());
+            }
+            None => self.principal = Some(principal),
+        }
+        let welcome = ServerMessage::Welcome {
+            connection_id: &self.connection_id,
+            head: self.context.log.bounds().head,
+            heartbeat_ms: u64::try_from(self.context.limits.ws_ping.as_millis())
+                .unwrap_or(u64::MAX),
+        };
+        self.send(welcome.encode())
+    }
+
+    fn send(&self, frame: ByteString) -> Result<(), Closing> {
+        match self.outbound.text(frame) {
+            Ok(()) => Ok(()),
+            Err(Unsent::Full) => Err(closing(
+                CloseReason::Lagged,
+                "too far behind: reconnect and resume from your last event id",
+            )),
+            Err(Unsent::Closed) => Err(closing(CloseReason::ClientLeft, "")),
+        }
+    }
+
+    fn error(
+        &mut self,
+        code: &'static str,
+        message: String,
+        request_id: Option<&RequestId>,
+    ) -> Result<(), Closing> {
+        self.send(
+            ServerMessage::Error {
+                error: code,
+                message,
+                request_id,
+            }
+            .encode(),
+        )
+    }
+
+    /// A malformed or unknown message: answered, and counted.
+    fn garbage(&mut self, message: String) -> Result<(), Closing> {
+        self.garbage += 1;
+        if self.garbage > MAX_GARBAGE {
+            return Err(closing(CloseReason::Policy, "too many malformed messages"));
+        }
+        self.error("invalid_message", message, None)
+    }
+
+    async fn on_frame(&mut self, frame: Result<Message, ProtocolError>) -> Result<(), Closing> {
+        match frame {
+            Ok(Message::Text(text)) => self.on_text(&text).await,
+            Ok(Message::Ping(payload)) => match self.outbound.pong(payload) {
+                Err(Unsent::Full) => Err(closing(CloseReason::Policy, "too many pings")),
+                _ => Ok(()),
+            },
+            Ok(Message::Pong(_) | Message::Nop) => Ok(()),
+            Ok(Message::Close(_)) => Err(closing(CloseReason::ClientLeft, "")),
+            Ok(Message::Binary(_) | Message::Continuation(_)) => {
+                self.garbage("only JSON text messages are understood".into())
+            }
+            Err(ProtocolError::Overflow) => Err(closing(
+                CloseReason::TooBig,
+                format!(
+                    "messages are limited to {} bytes",
+                    self.context.limits.ws_max_frame_bytes
+                ),
+            )),
+            Err(error) => Err(closing(CloseReason::ProtocolError, error.to_string())),
+        }
+    }
+
+    async fn on_text(&mut self, text: &str) -> Result<(), Closing> {
+        let message = match serde_json::from_str::<ClientMessage>(text) {
+            Ok(message) => message,
+            Err(error) => return self.garbage(format!("not a message this server knows: {error}")),
+        };
+        if self.principal.is_none() && !matches!(message, ClientMessage::Auth { .. }) {
+            return Err(closing(
+                CloseReason::Unauthenticated,
+                "authenticate first: {\"type\":\"auth\",\"token\":\"…\"}",
+            ));
+        }
+        match message {
+            ClientMessage::Auth { token, .. } => match self.context.auth.verify(&token) {
+                Ok(principal) => self.authenticated(principal),
+                Err(error) => Err(closing(CloseReason::Unauthenticated, error.to_string())),
+            },
+            ClientMessage::Ping { request_id } => self.send(
+                ServerMessage::Pong {
+                    request_id: request_id.as_ref(),
+                }
+                .encode(),
+            ),
+            ClientMessage::Subscribe {
+                topics,
+                since,
+                request_id,
+            } => {
+                let since = match since.map(|s| s.parse()).transpose() {
+                    Ok(since) => since,
+                    Err(message) => {
+                        return self.error("invalid_cursor", message, request_id.as_ref());
+                    }
+                };
+                self.subscribe(&topics, since, request_id).await
+            }
+            ClientMessage::Unsubscribe { topics, request_id } => {
+                let patterns = match self.parse_patterns(&topics, request_id.as_ref())? {
+                    Some(patterns) => patterns,
+                    None => return Ok(()),
+                };
+                let reopen = self.subscriptions.remove(&patterns);
+                self.reopen(reopen).await?;
+                self.send(
+                    ServerMessage::Unsubscribed {
+                        topics: &patterns,
+                        request_id: request_id.as_ref(),
+                    }
+                    .encode(),
+                )
+            }
+        }
+    }
+
+    /// Parses topic patterns; answers an error and returns `None` when one is
+    /// malformed.
+    fn parse_patterns(
+        &mut self,
+        topics: &[String],
+        request_id: Option<&RequestId>,
+    ) -> Result<Option<Vec<TopicPattern>>, Closing> {
+        if topics.is_empty() {
+            self.error(
+                "invalid_topic",
+                "`topics` must name at least one pattern".into(),
+                request_id,
+            )?;
+            return Ok(None);
+        }
+        let mut patterns = Vec::with_capacity(topics.len());
+        for raw in topics {
+            match TopicPattern::parse(raw) {
+                Ok(pattern) if !patterns.contains(&pattern) => patterns.push(pattern),
+                Ok(_) => {}
+                Err(reason) => {
+                    self.error("invalid_topic", format!("{raw:?}: {reason}"), request_id)?;
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(Some(patterns))
+    }
+
+    async fn subscribe(
+        &mut self,
+        topics: &[String],
+        since: Option<Since>,
+        request_id: Option<RequestId>,
+    ) -> Result<(), Closing> {
+        let Some(patterns) = self.parse_patterns(topics, request_id.as_ref())? else {
+            return Ok(());
+        };
+        let Some(principal) = self.principal.clone() else {
+            return Err(closing(CloseReason::Unauthenticated, "not authenticated"));
+        };
+        if let Some(denied) = patterns.iter().find(|p| !principal.may_subscribe(p)) {
+            let message = format!("this token may not read topic {denied}");
+            return self.error("forbidden_topic", message, request_id.as_ref());
+        }
+        // A subscribe replaces any existing subscription to the same pattern.
+        let replaced = patterns
+            .iter()
+            .filter(|p| self.subscriptions.holds(p))
+            .count();
+        let total = self.subscriptions.pattern_count() - replaced + patterns.len();
+        if total > self.context.limits.max_subscriptions {
+            let message = format!(
+                "a connection may hold at most {} topic patterns",
+                self.context.limits.max_subscriptions
+            );
+            return self.error("too_many_subscriptions", message, request_id.as_ref());
+        }
+        let reopen = self.subscriptions.remove(&patterns);
+        self.reopen(reopen).await?;
+        self.send(
+            ServerMessage::Subscribed {
+                topics: &patterns,
+                request_id: request_id.as_ref(),
+            }
+            .encode(),
+        )?;
+        let start = since.map_or(Start::Now, Start::After);
+        self.open_feed(patterns, principal, start, request_id, true)
+            .await
+    }
+
+    /// Opens a feed; a cursor the log cannot serve is answered with `reset`
+    /// and the subscription continues from the log's head.
+    async fn open_feed(
+        &mut self,
+        patterns: Vec<TopicPattern>,
+        principal: Principal,
+        start: Start,
+        request_id: Option<RequestId>,
+        announce: bool,
+    ) -> Result<(), Closing> {
+        let filter = Arc::new(Filter {
+            patterns,
+            principal,
+        });
+        let opened = self.open(filter.clone(), start).await;
+        let feed = match opened {
+            Ok(feed) => feed,
+            Err(OpenError::Unresumable(unresumable)) => {
+                self.reset(
+                    unresumable.reason(),
+                    unresumable.bounds(),
+                    request_id.as_ref(),
+                )?;
+                let from_head = Start::After(Since::Id(unresumable.bounds().head));
+                self.open(filter, from_head).await.map_err(|error| {
+                    tracing::error!(error = %error, "could not reopen a feed from the head");
+                    closing(CloseReason::ServerError, "internal error")
+                })?
+            }
+            Err(OpenError::Store(error)) => {
+                tracing::error!(error = %error, "could not open a feed");
+                return Err(closing(CloseReason::ServerError, "internal error"));
+            }
+        };
+        self.subscriptions.add(feed, request_id, announce);
+        Ok(())
+    }
+
+    async fn open(&self, filter: Arc<Filter>, start: Start) -> Result<Feed, OpenError> {
+        Feed::open(
+            self.context.log.clone(),
+            self.context.hub.clone(),
+            self.context.metrics.clone(),
+            filter,
+            start,
+        )
+        .await
+    }
+
+    async fn reopen(&mut self, feeds: Vec<Reopen>) -> Result<(), Closing> {
+        let Some(principal) = self.principal.clone() else {
+            return Ok(());
+        };
+        for Reopen {
+            patterns,
+            cursor,
+            request_id,
+        } in feeds
+        {
+            let start = Start::After(Since::Id(cursor));
+            self.open_feed(patterns, principal.clone(), start, request_id, false)
+                .await?;
+        }
+        Ok(())
+    }
+
+    fn reset(
+        &mut self,
+        reason: ResetReason,
+        bounds: LogBounds,
+        request_id: Option<&RequestId>,
+    ) -> Result<(), Closing> {
+        self.send(
+            ServerMessage::Reset {
+                reason,
+                oldest_id: bounds.oldest_id(),
+                head: bounds.head,
+                request_id,
+            }
+            .encode(),
+        )
+    }
+
+    async fn on_update(&mut self, update: Update) -> Result<(), Closing> {
+        match update {
+            Update::Event(event) => {
+                let view = self
+                    .principal
+                    .as_ref()
+                    .map_or(crate::wire::View::Reader, Principal::view);
+                self.send(event.ws_frame(view))
+            }
+            Update::CaughtUp { head, request_id } => self.send(
+                ServerMessage::CaughtUp {
+                    head,
+                    request_id: request_id.as_ref(),
+                }
+                .encode(),
+            ),
+            Update::Ended {
+                end,
+                patterns,
+                request_id,
+            } => match end {
+                FeedEnd::Lagged(_) => Err(closing(
+                    CloseReason::Lagged,
+                    "too far behind: reconnect and resume from your last event id",
+                )),
+                FeedEnd::Expired(bounds) => {
+                    // Retention overtook a long replay: say so, go on live.
+                    let unresumable = Unresumable::Expired(bounds);
+                    self.reset(unresumable.reason(), bounds, request_id.as_ref())?;
+                    let Some(principal) = self.principal.clone() else {
+                        return Ok(());
+                    };
+                    let start = Start::After(Since::Id(bounds.head));
+                    self.open_feed(patterns, principal, start, request_id, false)
+                        .await
+                }
+                FeedEnd::Closed => Err(closing(CloseReason::ShuttingDown, "server shutting down")),
+                FeedEnd::Store(error) => {
+                    tracing::error!(error = %error, "replay read failed");
+                    Err(closing(
+                        CloseReason::ServerError,
+                        "internal error; resume from your last event id",
+                    ))
+                }
+            },
+        }
+    }
+}
