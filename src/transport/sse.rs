@@ -10,7 +10,7 @@ use std::time::Duration;
 use actix_web::HttpResponse;
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use bytes::Bytes;
-use futures_util::stream;
+use futures_util::{FutureExt, stream};
 use serde::Serialize;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
@@ -113,11 +113,17 @@ async fn step(state: State) -> Option<(Result<Bytes, std::convert::Infallible>, 
                 item = feed.next() => match item {
                     Ok(FeedItem::Event(event)) => {
                         heartbeat.reset();
-                        let frame = event.sse_frame(session.view);
-                        return Some((Ok(frame), State::Streaming { feed, session, heartbeat }));
+                        let first = event.sse_frame(session.view);
+                        let (chunk, end) = coalesce(first, &mut feed, session.view);
+                        let next = match end.map(end_frame) {
+                            None => State::Streaming { feed, session, heartbeat },
+                            Some(Some(reset)) => State::Closing(reset),
+                            Some(None) => State::Done,
+                        };
+                        return Some((Ok(chunk), next));
                     }
                     Ok(FeedItem::CaughtUp { .. }) => continue,
-                    Err(end) => return finish(end),
+                    Err(end) => return end_frame(end).map(|frame| (Ok(frame), State::Done)),
                 },
                 _ = heartbeat.tick() => {
                     let ping = Bytes::from_static(b": ping\n\n");
@@ -130,17 +136,44 @@ async fn step(state: State) -> Option<(Result<Bytes, std::convert::Infallible>, 
     }
 }
 
-fn finish(end: FeedEnd) -> Option<(Result<Bytes, std::convert::Infallible>, State)> {
-    let frame = match end {
-        FeedEnd::Lagged(bounds) => reset_frame(ResetReason::Lagged, bounds),
-        FeedEnd::Expired(bounds) => reset_frame(ResetReason::CursorExpired, bounds),
-        FeedEnd::Closed => return None,
+/// Frames written together in one chunk at most, and their size bound.
+const MAX_COALESCED_FRAMES: usize = 64;
+const MAX_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Appends the events that are ready right now to `first`, so a burst goes
+/// out in one write instead of one per event. `Feed::next` is cancel-safe,
+/// which is what makes polling it once without waiting sound. Returns the
+/// chunk, and how the feed ended if it did.
+fn coalesce(first: Bytes, feed: &mut Feed, view: crate::wire::View) -> (Bytes, Option<FeedEnd>) {
+    let mut chunk: Option<bytes::BytesMut> = None;
+    for _ in 0..MAX_COALESCED_FRAMES {
+        if chunk.as_ref().map_or(first.len(), |c| c.len()) >= MAX_CHUNK_BYTES {
+            break;
+        }
+        match feed.next().now_or_never() {
+            Some(Ok(FeedItem::Event(event))) => {
+                let chunk = chunk.get_or_insert_with(|| bytes::BytesMut::from(&first[..]));
+                chunk.extend_from_slice(&event.sse_frame(view));
+            }
+            Some(Ok(FeedItem::CaughtUp { .. })) => {}
+            Some(Err(end)) => return (chunk.map_or(first.clone(), |c| c.freeze()), Some(end)),
+            None => break,
+        }
+    }
+    (chunk.map_or(first, |c| c.freeze()), None)
+}
+
+/// The last frame for a feed that ended, if the client must be told.
+fn end_frame(end: FeedEnd) -> Option<Bytes> {
+    match end {
+        FeedEnd::Lagged(bounds) => Some(reset_frame(ResetReason::Lagged, bounds)),
+        FeedEnd::Expired(bounds) => Some(reset_frame(ResetReason::CursorExpired, bounds)),
+        FeedEnd::Closed => None,
         FeedEnd::Store(error) => {
             // Ending the response makes the client reconnect with its
             // cursor, which is the right recovery from a failed read.
             tracing::error!(error = %error, "replay read failed; ending the stream");
-            return None;
+            None
         }
-    };
-    Some((Ok(frame), State::Done))
+    }
 }
