@@ -250,6 +250,15 @@ fn public_key_kind(pem: &[u8]) -> Result<PublicKeyKind, KeyError> {
     }
 }
 
+impl Principal {
+    /// How long the token stays valid, capped at a year so a far-future
+    /// `exp` cannot overflow a timer.
+    pub fn time_left(&self) -> std::time::Duration {
+        const MAX_SECS: u64 = 365 * 24 * 3600;
+        std::time::Duration::from_secs(self.expires_at.saturating_sub(unix_now()).min(MAX_SECS))
+    }
+}
+
 pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -30,6 +30,7 @@ pub async fn stream(
 ) -> Result<HttpResponse, ApiError> {
     let principal = authenticate(&req, &state)?;
     let view = principal.view();
+    let token_lifetime = principal.time_left();
     let filter = reader_filter(principal, query.topics.as_deref(), MAX_TOPIC_PATTERNS)?;
     let start = resume_point(&req, &query)?;
     let permit = admit_connection(&state)?;
@@ -51,6 +52,7 @@ pub async fn stream(
         sse::Session {
             view,
             heartbeat: state.limits.heartbeat,
+            token_lifetime,
             retry_ms: state.limits.sse_retry_ms,
             shutdown: state.shutdown.clone(),
             permit,

@@ -1,10 +1,14 @@
 //! The Server-Sent Events session: a feed turned into a response body.
 //!
-//! One `select!` per step over the feed, the heartbeat tick and shutdown.
+//! One `select!` per step over the feed, the heartbeat tick, the token's
+//! expiry and shutdown. A stream ends when its token expires, so access is
+//! never longer than the token allows; the client reconnects with a fresh
+//! one and resumes from its cursor.
 //! The body is polled only while the client's socket can take bytes, so a
 //! client that stops reading stops the feed; its hub queue then fills, and it
 //! is told `reset` (`lagged`) when it next reads.
 
+use std::pin::Pin;
 use std::time::Duration;
 
 use actix_web::HttpResponse;
@@ -12,7 +16,7 @@ use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use bytes::Bytes;
 use futures_util::{FutureExt, stream};
 use serde::Serialize;
-use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 
 use crate::event::EventId;
 use crate::limits::ConnectionPermit;
@@ -26,6 +30,8 @@ use crate::wire::View;
 pub struct Session {
     pub view: View,
     pub heartbeat: Duration,
+    /// How long the token stays valid.
+    pub token_lifetime: Duration,
     pub retry_ms: u64,
     pub shutdown: Shutdown,
     pub permit: ConnectionPermit,
@@ -59,6 +65,7 @@ enum State {
         feed: Feed,
         session: Session,
         heartbeat: Interval,
+        expiry: Pin<Box<Sleep>>,
     },
     /// Sends one last frame, then ends.
     Closing(Bytes),
@@ -90,10 +97,12 @@ async fn step(state: State) -> Option<(Result<Bytes, std::convert::Infallible>, 
                         session.heartbeat,
                     );
                     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                    let expiry = Box::pin(tokio::time::sleep(session.token_lifetime));
                     State::Streaming {
                         feed,
                         session,
                         heartbeat,
+                        expiry,
                     }
                 }
                 Err(unresumable) => {
@@ -106,17 +115,19 @@ async fn step(state: State) -> Option<(Result<Bytes, std::convert::Infallible>, 
             mut feed,
             session,
             mut heartbeat,
+            mut expiry,
         } => loop {
             tokio::select! {
                 biased;
                 () = session.shutdown.wait() => return None,
+                () = &mut expiry => return None,
                 item = feed.next() => match item {
                     Ok(FeedItem::Event(event)) => {
                         heartbeat.reset();
                         let first = event.sse_frame(session.view);
                         let (chunk, end) = coalesce(first, &mut feed, session.view);
                         let next = match end.map(end_frame) {
-                            None => State::Streaming { feed, session, heartbeat },
+                            None => State::Streaming { feed, session, heartbeat, expiry },
                             Some(Some(reset)) => State::Closing(reset),
                             Some(None) => State::Done,
                         };
@@ -127,7 +138,7 @@ async fn step(state: State) -> Option<(Result<Bytes, std::convert::Infallible>, 
                 },
                 _ = heartbeat.tick() => {
                     let ping = Bytes::from_static(b": ping\n\n");
-                    return Some((Ok(ping), State::Streaming { feed, session, heartbeat }));
+                    return Some((Ok(ping), State::Streaming { feed, session, heartbeat, expiry }));
                 }
             }
         },

@@ -194,3 +194,26 @@ async fn a_stream_only_carries_the_topics_it_asked_for() {
     }
     assert_eq!(topics, ["device:1", "alerts", "device:2"]);
 }
+
+#[actix_web::test]
+async fn a_stream_ends_when_its_token_expires() {
+    let app = spawn_app().await;
+    // `exp` one second ahead: valid now, expired soon after (no leeway on
+    // an open stream).
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    let claims = json!({"sub": "alice", "exp": exp});
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(crate::helpers::SECRET.as_bytes()),
+    )
+    .unwrap();
+    let mut stream = app.stream(&token, "", None).await;
+    stream.opened().await;
+
+    assert_eq!(stream.next_frame().await, None);
+}

@@ -15,7 +15,7 @@ use bytestring::ByteString;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::Instrument;
 
-use crate::auth::{Authenticator, Principal, unix_now};
+use crate::auth::{Authenticator, Principal};
 use crate::cursor::Since;
 use crate::event::TopicPattern;
 use crate::hub::{Filter, Hub};
@@ -30,8 +30,6 @@ use subscriptions::{Reopen, Subscriptions, Update};
 
 /// How long a connection without a token may take to send `auth`.
 const AUTH_DEADLINE: Duration = Duration::from_secs(5);
-/// The longest timer the session sets (a year).
-const MAX_TIMER_SECS: u64 = 365 * 24 * 3600;
 /// Malformed or unknown messages tolerated before closing with 1008.
 const MAX_GARBAGE: u32 = 5;
 
@@ -204,13 +202,7 @@ impl Connection {
 
     /// When the current token expires, as a timer deadline.
     fn expiry(&self) -> Option<Instant> {
-        let principal = self.principal.as_ref()?;
-        // Capped so a far-future `exp` cannot overflow the clock.
-        let left = principal
-            .expires_at
-            .saturating_sub(unix_now())
-            .min(MAX_TIMER_SECS);
-        Some(Instant::now() + Duration::from_secs(left))
+        Some(Instant::now() + self.principal.as_ref()?.time_left())
     }
 
     fn authenticated(&mut self, principal: Principal) -> Result<(), Closing> {
