@@ -18,7 +18,10 @@ use pushlog::wire::{SharedEvent, View};
 use serde_json::value::RawValue;
 
 fn event(id: i64, topic: &str, payload_bytes: usize) -> Event {
-    let payload = format!(r#"{{"status":"resolved","note":"{}"}}"#, "x".repeat(payload_bytes));
+    let payload = format!(
+        r#"{{"status":"resolved","note":"{}"}}"#,
+        "x".repeat(payload_bytes)
+    );
     Event {
         id: EventId::new(id).unwrap(),
         topic: Topic::parse(topic).unwrap(),
@@ -91,7 +94,9 @@ fn topic_matching(c: &mut Criterion) {
         patterns: vec![TopicPattern::parse("device:*").unwrap()],
         principal: reader("alice"),
     };
-    group.bench_function("filter_with_audience", |b| b.iter(|| black_box(filter.admits(black_box(&addressed)))));
+    group.bench_function("filter_with_audience", |b| {
+        b.iter(|| black_box(filter.admits(black_box(&addressed))))
+    });
     group.finish();
 }
 
@@ -129,7 +134,10 @@ fn hub_fanout(c: &mut Criterion) {
 }
 
 fn store_append(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
     let opened = runtime.block_on(EventLog::open(&url)).unwrap();
@@ -159,5 +167,11 @@ fn store_append(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, serialisation, topic_matching, hub_fanout, store_append);
+criterion_group!(
+    benches,
+    serialisation,
+    topic_matching,
+    hub_fanout,
+    store_append
+);
 criterion_main!(benches);

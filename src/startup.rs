@@ -121,6 +121,14 @@ impl Application {
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })
+        // Pushes are small writes that must leave at once: without
+        // TCP_NODELAY, Nagle's algorithm holds a frame back until the peer's
+        // delayed ACK (~40 ms) whenever an earlier one is unacknowledged.
+        .on_connect(|connection, _| {
+            if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                let _ = tcp.set_nodelay(true);
+            }
+        })
         // Signals are ours: shutdown must drain streams before the server
         // stops, which actix's own handling would not do.
         .disable_signals()

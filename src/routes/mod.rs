@@ -1,6 +1,7 @@
 //! HTTP handlers: each reads as a short script from request to response.
 //! Parsing happens at the edge, here; errors are `ApiError`s.
 
+mod dashboard;
 mod health;
 mod missed;
 mod publish;
@@ -34,6 +35,8 @@ pub struct AppState {
 /// Every route the application serves, as (method, path). The OpenAPI test
 /// checks `openapi/openapi.yaml` against this list.
 pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/"),
+    ("GET", "/assets/{file}"),
     ("POST", "/events"),
     ("GET", "/events/missed"),
     ("GET", "/events/stream"),
@@ -51,6 +54,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         }
         .into()
     }))
+    .route("/", web::get().to(dashboard::index))
+    .route("/assets/{file}", web::get().to(dashboard::asset))
     .route("/events", web::post().to(publish::publish))
     .route("/events/missed", web::get().to(missed::missed))
     .route("/events/stream", web::get().to(stream::stream))

@@ -484,3 +484,14 @@ async fn shutdown_closes_connections_with_1001() {
 
     assert_eq!(client.close_code().await, Some(1001));
 }
+
+#[actix_web::test]
+async fn a_client_close_is_answered_with_a_close_frame() {
+    let app = spawn_app().await;
+    let mut client = app.ws(&app.reader).await;
+    client.expect("welcome").await;
+
+    client.close().await;
+
+    assert_eq!(client.close_code().await, Some(1000));
+}

@@ -62,6 +62,15 @@ impl WsClient {
             .expect("ws send");
     }
 
+    /// Sends a close frame (1000), as a well-behaved client leaving does.
+    pub async fn close(&mut self) {
+        let reason = awc::ws::CloseReason::from(awc::ws::CloseCode::Normal);
+        self.framed
+            .send(Message::Close(Some(reason)))
+            .await
+            .expect("ws close");
+    }
+
     pub async fn send_text(&mut self, text: &str) {
         self.framed
             .send(Message::Text(text.to_owned().into()))

@@ -52,7 +52,10 @@ pub struct Context {
 /// Why a session ended, as the close frame says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
+    /// The connection dropped, or our queue to it is gone: nothing to send.
     ClientLeft,
+    /// The client sent a close frame; the protocol wants one back.
+    ClientClosed,
     Unauthenticated,
     Forbidden,
     Lagged,
@@ -67,7 +70,7 @@ pub enum CloseReason {
 impl CloseReason {
     fn code(self) -> CloseCode {
         match self {
-            CloseReason::ClientLeft => CloseCode::Normal,
+            CloseReason::ClientLeft | CloseReason::ClientClosed => CloseCode::Normal,
             CloseReason::Unauthenticated => CloseCode::Other(CLOSE_UNAUTHENTICATED),
             CloseReason::Forbidden => CloseCode::Other(CLOSE_FORBIDDEN),
             CloseReason::Lagged => CloseCode::Other(CLOSE_LAGGED),
@@ -273,7 +276,7 @@ impl Connection {
                 _ => Ok(()),
             },
             Ok(Message::Pong(_) | Message::Nop) => Ok(()),
-            Ok(Message::Close(_)) => Err(closing(CloseReason::ClientLeft, "")),
+            Ok(Message::Close(_)) => Err(closing(CloseReason::ClientClosed, "")),
             Ok(Message::Binary(_) | Message::Continuation(_)) => {
                 self.garbage("only JSON text messages are understood".into())
             }
