@@ -103,7 +103,7 @@ fn topic_matching(c: &mut Criterion) {
 fn hub_fanout(c: &mut Criterion) {
     let mut group = c.benchmark_group("hub_fanout");
     for subscribers in [100, 1000, 5000] {
-        let hub = Hub::new(1024, Arc::new(Metrics::default()));
+        let hub = Hub::new(1024, 0, Arc::new(Metrics::default()));
         let mut subscriptions: Vec<_> = (0..subscribers)
             .map(|i| {
                 hub.subscribe(Arc::new(Filter {

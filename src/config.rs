@@ -119,6 +119,11 @@ pub struct Config {
     #[arg(long, env = "PUSHLOG_SUBSCRIBER_QUEUE", default_value_t = 4096)]
     pub subscriber_queue: usize,
 
+    /// Recent events kept in memory so replays (reconnects) need no query;
+    /// bounded to 64 MiB besides. 0 makes every replay read the log.
+    #[arg(long, env = "PUSHLOG_REPLAY_MEMORY_EVENTS", default_value_t = 20_000)]
+    pub replay_memory_events: usize,
+
     /// The `retry:` reconnect delay told to SSE clients, in milliseconds.
     #[arg(long, env = "PUSHLOG_SSE_RETRY_MS", default_value_t = 2000)]
     pub sse_retry_ms: u64,

@@ -54,7 +54,7 @@ fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     runtime.block_on(async {
         let (auth, development) = startup::authenticator(&config)?;
         if development {
-            announce_development_mode(&auth)?;
+            announce_development_mode(&auth, &config.addr)?;
         }
         let app = Application::build(&config, auth).await?;
         let handle = app.handle();
@@ -69,6 +69,7 @@ fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
 
 fn announce_development_mode(
     auth: &pushlog::auth::Authenticator,
+    addr: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
     const DAY: u64 = 24 * 3600;
     let publisher = auth.mint("dev-publisher", &["publisher".into()], None, DAY)?;
@@ -81,6 +82,8 @@ fn announce_development_mode(
     println!("pushlog development tokens (valid 24h, for this run only):");
     println!("  publisher: {publisher}");
     println!("  reader:    {reader}");
+    let port = addr.rsplit(':').next().unwrap_or("8080");
+    println!("  dashboard: http://localhost:{port}/?token={reader}");
     Ok(())
 }
 

@@ -22,7 +22,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::cursor::Since;
-use crate::event::{Event, EventId};
+use crate::event::EventId;
 use crate::hub::{Filter, Hub, Received, Subscription};
 use crate::metrics::Metrics;
 use crate::store::{EventLog, LogBounds, Resolution, StoreError};
@@ -110,54 +110,29 @@ pub enum FeedEnd {
 /// `limit`, in id order.
 #[derive(Debug)]
 pub struct Page {
-    pub events: Vec<Event>,
+    pub events: Vec<Arc<SharedEvent>>,
     /// Every admitted event up to this id is in `events`.
     pub covered_through: EventId,
     /// Whether events after `covered_through` (up to `until`) remain unread.
     pub has_more: bool,
 }
 
-/// Reads one page, or says that retention passed `after` meanwhile.
+/// Reads one page, from the hub's recent events when they reach back far
+/// enough, else from the log; or says that retention passed `after`.
 ///
 /// The same filter decides for replayed and live events, so a replayed
 /// stream, a live one and `/events/missed` always agree.
 pub async fn read_page(
     log: &EventLog,
+    hub: &Hub,
     filter: &Filter,
     after: EventId,
     until: EventId,
     limit: u32,
 ) -> Result<Result<Page, Unresumable>, StoreError> {
-    let mut events = Vec::new();
-    let mut scanned_to = after;
-    let page = loop {
-        let rows = log
-            .read_range(scanned_to, until, &filter.patterns, limit)
-            .await?;
-        let exhausted = rows.len() < limit as usize;
-        for row in rows {
-            scanned_to = row.id;
-            if filter.admits(&row) {
-                events.push(row);
-                if events.len() == limit as usize {
-                    break;
-                }
-            }
-        }
-        if events.len() == limit as usize {
-            break Page {
-                events,
-                has_more: scanned_to < until,
-                covered_through: scanned_to,
-            };
-        }
-        if exhausted {
-            break Page {
-                events,
-                has_more: false,
-                covered_through: until,
-            };
-        }
+    let page = match recent_page(hub, filter, after, until, limit) {
+        Some(page) => page,
+        None => read_log_page(log, filter, after, until, limit).await?,
     };
     // Checked after reading, never before: retention raises its mark before
     // deleting, so a page read across a delete is caught here.
@@ -166,6 +141,71 @@ pub async fn read_page(
         return Ok(Err(Unresumable::Expired(bounds)));
     }
     Ok(Ok(page))
+}
+
+/// A page from the hub's recent events, if they cover `(after, until]`.
+fn recent_page(
+    hub: &Hub,
+    filter: &Filter,
+    after: EventId,
+    until: EventId,
+    limit: u32,
+) -> Option<Page> {
+    let mut page = Page {
+        events: Vec::new(),
+        has_more: false,
+        covered_through: until,
+    };
+    let served = hub.visit_recent(after, until, |event| {
+        if !filter.admits(event.event()) {
+            return true;
+        }
+        page.events.push(event.clone());
+        if page.events.len() < limit as usize {
+            return true;
+        }
+        page.covered_through = event.id();
+        page.has_more = event.id() < until;
+        false
+    });
+    served.then_some(page)
+}
+
+async fn read_log_page(
+    log: &EventLog,
+    filter: &Filter,
+    after: EventId,
+    until: EventId,
+    limit: u32,
+) -> Result<Page, StoreError> {
+    let mut events = Vec::new();
+    let mut scanned_to = after;
+    loop {
+        let rows = log
+            .read_range(scanned_to, until, &filter.patterns, limit)
+            .await?;
+        let exhausted = rows.len() < limit as usize;
+        for row in rows {
+            scanned_to = row.id;
+            if filter.admits(&row) {
+                events.push(Arc::new(SharedEvent::new(row)));
+                if events.len() == limit as usize {
+                    return Ok(Page {
+                        events,
+                        has_more: scanned_to < until,
+                        covered_through: scanned_to,
+                    });
+                }
+            }
+        }
+        if exhausted {
+            return Ok(Page {
+                events,
+                has_more: false,
+                covered_through: until,
+            });
+        }
+    }
 }
 
 enum Phase {
@@ -184,7 +224,7 @@ pub struct Feed {
     cursor: EventId,
     phase: Phase,
     /// Replayed events not yet handed out.
-    pending: VecDeque<Event>,
+    pending: VecDeque<Arc<SharedEvent>>,
     /// Where `cursor` moves once `pending` is drained.
     pending_covers: EventId,
 }
@@ -245,9 +285,9 @@ impl Feed {
             match self.phase {
                 Phase::Replay { until } => {
                     if let Some(event) = self.pending.pop_front() {
-                        self.cursor = event.id;
+                        self.cursor = event.id();
                         self.metrics.replayed_events_total.inc();
-                        return Ok(FeedItem::Event(Arc::new(SharedEvent::new(event))));
+                        return Ok(FeedItem::Event(event));
                     }
                     self.cursor = self.cursor.max(self.pending_covers);
                     if self.cursor >= until {
@@ -263,8 +303,15 @@ impl Feed {
                         self.phase = Phase::Live;
                         return Ok(FeedItem::CaughtUp { head: until });
                     }
-                    let page =
-                        read_page(&self.log, &self.filter, self.cursor, until, REPLAY_PAGE).await?;
+                    let page = read_page(
+                        &self.log,
+                        &self.hub,
+                        &self.filter,
+                        self.cursor,
+                        until,
+                        REPLAY_PAGE,
+                    )
+                    .await?;
                     match page {
                         Ok(page) => {
                             self.pending_covers = page.covered_through;

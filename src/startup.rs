@@ -97,7 +97,11 @@ impl Application {
         let port = listener.local_addr().map_err(StartupError::Server)?.port();
         let opened = EventLog::open(&config.database_url).await?;
         let metrics = Arc::new(Metrics::default());
-        let hub = Hub::new(config.subscriber_queue, metrics.clone());
+        let hub = Hub::new(
+            config.subscriber_queue,
+            config.replay_memory_events,
+            metrics.clone(),
+        );
         let shutdown = Shutdown::new();
         let hub_task = tokio::spawn(hub.clone().run(opened.committed));
         let retention_task = tokio::spawn(retention::run(

@@ -8,6 +8,7 @@
 //! cursor, which the log still serves.
 
 mod index;
+mod recent;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,11 +18,12 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
 use crate::auth::Principal;
-use crate::event::{Event, TopicPattern};
+use crate::event::{Event, EventId, TopicPattern};
 use crate::metrics::Metrics;
 use crate::store::CommittedEvents;
 use crate::wire::SharedEvent;
 use index::TopicIndex;
+use recent::RecentEvents;
 
 /// Which events a subscriber receives: the topics it asked for, narrowed by
 /// what its token may read (topic claim and audience).
@@ -38,6 +40,10 @@ impl Filter {
 }
 
 pub(crate) type SubscriberId = u64;
+
+/// The byte bound of the recent events kept for replays (payloads may be up
+/// to 64 KiB each, so a count alone would not bound memory).
+const RECENT_BYTES: usize = 64 * 1024 * 1024;
 
 struct Subscriber {
     filter: Arc<Filter>,
@@ -60,6 +66,8 @@ struct Inner {
     // registering a subscriber is ordered with dispatch by taking it (see
     // `replay`, which relies on that order).
     registry: Mutex<Registry>,
+    /// Appended under the registry lock, so its order is dispatch order.
+    recent: Mutex<RecentEvents>,
     queue_capacity: usize,
     metrics: Arc<Metrics>,
 }
@@ -126,11 +134,14 @@ impl Drop for Subscription {
 }
 
 impl Hub {
-    /// `queue_capacity` bounds each subscriber's backlog, in events.
-    pub fn new(queue_capacity: usize, metrics: Arc<Metrics>) -> Hub {
+    /// `queue_capacity` bounds each subscriber's backlog, in events;
+    /// `recent_events` is how many recent events are kept in memory for
+    /// replays (0: replays always read the log).
+    pub fn new(queue_capacity: usize, recent_events: usize, metrics: Arc<Metrics>) -> Hub {
         Hub {
             inner: Arc::new(Inner {
                 registry: Mutex::new(Registry::default()),
+                recent: Mutex::new(RecentEvents::new(recent_events, RECENT_BYTES)),
                 queue_capacity: queue_capacity.max(1),
                 metrics,
             }),
@@ -201,12 +212,33 @@ impl Hub {
         tracing::debug!("hub stopped");
     }
 
+    /// Visits the committed events with `after < id <= until` in order,
+    /// while `visit` returns true, when all of them are still in memory;
+    /// returns false (having visited nothing) when they are not.
+    pub fn visit_recent(
+        &self,
+        after: EventId,
+        until: EventId,
+        visit: impl FnMut(&Arc<SharedEvent>) -> bool,
+    ) -> bool {
+        self.inner
+            .recent
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .visit(after, until, visit)
+    }
+
     /// Offers one event to every subscriber that admits it.
     pub fn dispatch(&self, event: Arc<SharedEvent>) {
         let id = event.id().get();
         let mut lagged = Vec::new();
         let mut delivered = 0u64;
         let mut registry = self.registry();
+        self.inner
+            .recent
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(event.clone());
         let Registry {
             subscribers, index, ..
         } = &mut *registry;
@@ -242,7 +274,7 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{EventId, Topic};
+    use crate::event::Topic;
 
     fn reader(user: &str) -> Principal {
         Principal {
@@ -277,7 +309,7 @@ mod tests {
     }
 
     fn hub(capacity: usize) -> Hub {
-        Hub::new(capacity, Arc::new(Metrics::default()))
+        Hub::new(capacity, 16, Arc::new(Metrics::default()))
     }
 
     fn received_id(received: Option<Received>) -> Option<i64> {

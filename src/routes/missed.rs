@@ -12,7 +12,6 @@ use crate::error::ApiError;
 use crate::limits::{DEFAULT_PAGE, MAX_PAGE, MAX_TOPIC_PATTERNS};
 use crate::replay::{Unresumable, read_page};
 use crate::store::Resolution;
-use crate::wire::SharedEvent;
 
 #[derive(Deserialize)]
 pub struct MissedQuery {
@@ -39,7 +38,7 @@ pub async fn missed(
     };
     // Read after resolving, so the cursor is never above it.
     let head = state.log.bounds().head;
-    let page = read_page(&state.log, &filter, cursor, head, limit)
+    let page = read_page(&state.log, &state.hub, &filter, cursor, head, limit)
         .await?
         .map_err(ApiError::Gone)?;
 
@@ -51,7 +50,7 @@ pub async fn missed(
         if i > 0 {
             body.push(b',');
         }
-        body.extend_from_slice(SharedEvent::new(event).json(view));
+        body.extend_from_slice(event.json(view));
     }
     let _ = write!(
         body,

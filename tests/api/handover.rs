@@ -83,6 +83,20 @@ async fn resuming_while_a_publisher_fires_has_no_gaps_and_no_duplicates() {
 }
 
 #[actix_web::test]
+async fn the_handover_holds_when_every_replay_reads_the_log() {
+    let app = Rc::new(spawn_app_with(|c| c.replay_memory_events = 0).await);
+    let lagged = resume_repeatedly_under_fire(app, 40).await;
+    assert_eq!(lagged, 0);
+}
+
+#[actix_web::test]
+async fn the_handover_holds_when_the_replay_window_is_smaller_than_the_gap() {
+    // 8 recent events: most resumes start before the window, some inside.
+    let app = Rc::new(spawn_app_with(|c| c.replay_memory_events = 8).await);
+    resume_repeatedly_under_fire(app, 40).await;
+}
+
+#[actix_web::test]
 async fn the_handover_holds_when_the_live_queue_overflows_during_replay() {
     // A queue of 4 overflows during most replays, forcing the feed to
     // re-subscribe and read further from the log; live, it may also lag,

@@ -2,11 +2,18 @@
 
 use serde_json::json;
 
-use crate::helpers::{event, ids_of, range, spawn_app};
+use crate::helpers::{event, ids_of, range, spawn_app, spawn_app_with};
 
 #[actix_web::test]
 async fn pages_cover_every_missed_event_exactly_once() {
-    let app = spawn_app().await;
+    // From memory and from the log: the same pages.
+    for memory in [0, 20_000] {
+        pages_cover_every_event_once(spawn_app_with(|c| c.replay_memory_events = memory).await)
+            .await;
+    }
+}
+
+async fn pages_cover_every_event_once(app: crate::helpers::TestApp) {
     app.publish(&json!((0..25).map(|_| event("t")).collect::<Vec<_>>()))
         .await;
 
