@@ -251,11 +251,13 @@ fn public_key_kind(pem: &[u8]) -> Result<PublicKeyKind, KeyError> {
 }
 
 impl Principal {
-    /// How long the token stays valid, capped at a year so a far-future
-    /// `exp` cannot overflow a timer.
+    /// How long the token stays valid, with the same clock-skew leeway as
+    /// verification (a token accepted now is not cut off at once), capped
+    /// at a year so a far-future `exp` cannot overflow a timer.
     pub fn time_left(&self) -> std::time::Duration {
         const MAX_SECS: u64 = 365 * 24 * 3600;
-        std::time::Duration::from_secs(self.expires_at.saturating_sub(unix_now()).min(MAX_SECS))
+        let end = self.expires_at.saturating_add(LEEWAY_SECS);
+        std::time::Duration::from_secs(end.saturating_sub(unix_now()).min(MAX_SECS))
     }
 }
 

@@ -41,7 +41,7 @@ pub async fn asset(name: web::Path<String>) -> Result<HttpResponse, ApiError> {
         .iter()
         .find(|(asset, _, _)| *asset == name.as_str())
         .ok_or_else(|| ApiError::NotFound {
-            message: format!("no asset {name:?}"),
+            message: format!("no asset {:?}", name.as_str()),
         })?;
     Ok(HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, *content_type))

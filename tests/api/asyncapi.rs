@@ -64,6 +64,9 @@ fn every_websocket_message_is_described_with_its_type() {
 fn every_sse_frame_is_described() {
     let spec = spec();
     for name in SSE_FRAMES {
-        assert!(spec["components"]["messages"][name].is_object(), "frame {name} is described");
+        assert!(
+            spec["components"]["messages"][name].is_object(),
+            "frame {name} is described"
+        );
     }
 }

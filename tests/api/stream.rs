@@ -198,13 +198,13 @@ async fn a_stream_only_carries_the_topics_it_asked_for() {
 #[actix_web::test]
 async fn a_stream_ends_when_its_token_expires() {
     let app = spawn_app().await;
-    // `exp` one second ahead: valid now, expired soon after (no leeway on
-    // an open stream).
+    // `exp` 29 s ago: still accepted within the 30 s clock-skew leeway, and
+    // out of it one second later.
     let exp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
-        + 1;
+        - 29;
     let claims = json!({"sub": "alice", "exp": exp});
     let token = jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),

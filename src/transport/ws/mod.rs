@@ -519,6 +519,7 @@ impl Connection {
                 end,
                 patterns,
                 request_id,
+                owes_caught_up,
             } => match end {
                 FeedEnd::Lagged(_) => Err(closing(
                     CloseReason::Lagged,
@@ -532,7 +533,7 @@ impl Connection {
                         return Ok(());
                     };
                     let start = Start::After(Since::Id(bounds.head));
-                    self.open_feed(patterns, principal, start, request_id, false)
+                    self.open_feed(patterns, principal, start, request_id, owes_caught_up)
                         .await
                 }
                 FeedEnd::Closed => Err(closing(CloseReason::ShuttingDown, "server shutting down")),

@@ -30,6 +30,8 @@ struct Active {
     /// Whether this feed's `caught_up` goes to the client: not for a feed
     /// reopened after a partial unsubscribe, which the client did not ask for.
     announce: bool,
+    /// Whether this feed's replay has ended.
+    caught_up: bool,
     cursor: EventId,
     /// Dropping it ends the feed's stream.
     _cancel: oneshot::Sender<()>,
@@ -47,6 +49,8 @@ pub enum Update {
         end: FeedEnd,
         patterns: Vec<TopicPattern>,
         request_id: Option<RequestId>,
+        /// Whether the client still waits for this request's `caught_up`.
+        owes_caught_up: bool,
     },
 }
 
@@ -93,6 +97,7 @@ impl Subscriptions {
                 patterns,
                 request_id,
                 announce,
+                caught_up: false,
                 cursor,
                 _cancel: cancel,
             },
@@ -156,6 +161,7 @@ impl Subscriptions {
                     }
                 }
                 Ok(FeedItem::CaughtUp { head }) => {
+                    active.caught_up = true;
                     if active.announce {
                         return Update::CaughtUp {
                             head,
@@ -170,6 +176,7 @@ impl Subscriptions {
                     self.forget_passed();
                     return Update::Ended {
                         end,
+                        owes_caught_up: active.announce && !active.caught_up,
                         patterns: active.patterns,
                         request_id: active.request_id,
                     };
