@@ -1,1 +1,567 @@
-// dashboard app
+// The live dashboard: watch a pushlog deployment from a browser.
+//
+// No framework: the page is a handful of regions (status, stream, counters,
+// hints, publish form) that each render from a few variables below. The
+// connection is the bundled @pushlog/client with its defaults: WebSocket,
+// then SSE and polling as fallbacks, gap-free resume, and one connection for
+// all tabs of this browser (the other tabs get events relayed).
+//
+// Everything the server sends is untrusted text: it is only ever put into
+// the page with `textContent`, never as HTML.
+
+import { connect, topicMatches } from './pushlog-client.js';
+
+const KEYS = {
+  token: 'pushlog:dashboard:token',
+  topics: 'pushlog:dashboard:topics',
+  publisher: 'pushlog:dashboard:publisher-token',
+};
+/** Events kept and shown; older ones scroll off (the counters keep counting). */
+const MAX_EVENTS = 500;
+const HINT_MS = 8_000;
+const MAX_HINTS = 6;
+const TOAST_MS = 6_000;
+
+const byTestId = (id) => document.querySelector(`[data-testid="${id}"]`);
+/** A form control by name (`form.id` would be the form's own id). */
+const field = (form, name) => form.elements.namedItem(name);
+const ui = {
+  status: byTestId('status'),
+  statusLabel: byTestId('status-label'),
+  statusDetail: byTestId('status-detail'),
+  connMeta: byTestId('conn-meta'),
+  scope: byTestId('scope'),
+  retry: byTestId('retry'),
+  error: byTestId('error'),
+  changeToken: byTestId('change-token'),
+  gate: byTestId('token-gate'),
+  tokenForm: byTestId('token-form'),
+  dashboard: byTestId('dashboard'),
+  total: byTestId('event-total'),
+  filterTopic: byTestId('filter-topic'),
+  filterType: byTestId('filter-type'),
+  seenTopics: document.getElementById('seen-topics'),
+  pause: byTestId('pause'),
+  pending: byTestId('pending'),
+  clear: byTestId('clear'),
+  events: byTestId('events'),
+  empty: byTestId('empty'),
+  counters: byTestId('topic-counters'),
+  noTopics: byTestId('no-topics'),
+  hints: byTestId('hints'),
+  publishForm: byTestId('publish-form'),
+  publishResult: byTestId('publish-result'),
+  toast: byTestId('toast'),
+  rowTemplate: document.getElementById('event-row'),
+};
+
+// ---------------------------------------------------------------- storage
+
+/** sessionStorage, which throws when disabled: then the page just forgets. */
+const session = {
+  get(key) {
+    try {
+      return sessionStorage.getItem(key);
+    } catch {
+      return null;
+    }
+  },
+  set(key, value) {
+    try {
+      if (value === null) sessionStorage.removeItem(key);
+      else sessionStorage.setItem(key, value);
+    } catch {
+      // Best effort.
+    }
+  },
+};
+
+/**
+ * The reader token and topics. A `?token=` in the address is taken once,
+ * kept in sessionStorage (this tab only, gone with it) and removed from the
+ * address bar, so it does not linger in history, bookmarks or screenshots.
+ */
+function takeCredentials() {
+  const url = new URL(location.href);
+  const fromUrl = url.searchParams.get('token');
+  if (fromUrl !== null) {
+    if (fromUrl) session.set(KEYS.token, fromUrl);
+    url.searchParams.delete('token');
+    history.replaceState(history.state, '', `${url.pathname}${url.search}${url.hash}`);
+  }
+  const topicsParam = url.searchParams.get('topics');
+  if (topicsParam) session.set(KEYS.topics, topicsParam);
+  return {
+    token: session.get(KEYS.token),
+    topics: parseTopics(session.get(KEYS.topics) ?? '*'),
+  };
+}
+
+function parseTopics(text) {
+  const topics = text
+    .split(',')
+    .map((t) => t.trim())
+    .filter(Boolean);
+  return topics.length > 0 ? topics : ['*'];
+}
+
+/** The server this page came from, path prefix included. */
+const serverUrl = new URL('./', location.href);
+
+// ------------------------------------------------------------ connection
+
+const LOOKS = {
+  connecting: { color: 'yellow', label: 'Connecting' },
+  connected: { color: 'green', label: 'Live' },
+  fallback: { color: 'blue', label: 'Fallback' },
+  reconnecting: { color: 'red', label: 'Offline' },
+  offline: { color: 'red', label: 'Offline' },
+};
+const TRANSPORT_NAMES = { websocket: 'WebSocket', sse: 'Server-Sent Events', polling: 'polling' };
+
+function renderStatus(snapshot) {
+  const look = LOOKS[snapshot.state] ?? LOOKS.offline;
+  ui.status.dataset.color = look.color;
+  ui.status.dataset.state = snapshot.state;
+  ui.statusLabel.textContent = look.label;
+  let detail = '';
+  if (snapshot.state === 'connected' || snapshot.state === 'fallback') {
+    detail = TRANSPORT_NAMES[snapshot.transport] ?? '';
+  } else if (snapshot.state === 'reconnecting') {
+    detail = 'reconnecting…';
+  } else if (snapshot.state === 'offline') {
+    detail = navigator.onLine === false ? 'no network' : 'stopped';
+  }
+  ui.statusDetail.textContent = detail;
+  const meta = [];
+  const part = (text, className) => {
+    const span = document.createElement('span');
+    span.textContent = text;
+    if (className) span.className = className;
+    meta.push(span);
+  };
+  if (snapshot.lastEventId !== null) part(`cursor #${snapshot.lastEventId}`);
+  if (snapshot.reconnects > 0) part(`${snapshot.reconnects} reconnect${snapshot.reconnects === 1 ? '' : 's'}`);
+  part(snapshot.isLeader ? 'this tab holds the connection' : 'shared from another tab', 'meta-tab');
+  ui.connMeta.replaceChildren(...meta);
+  ui.retry.disabled = false;
+  ui.retry.classList.toggle('primary', snapshot.state === 'reconnecting' || snapshot.state === 'offline');
+}
+
+/**
+ * "Reconnected — N missed events applied", once per reconnect. The client
+ * counts what the replay brought (`missedOnLastReconnect`, null while the
+ * replay runs); the first live snapshot only sets the baseline, so a tab
+ * opened after earlier reconnects does not announce them.
+ */
+function reconnectToaster() {
+  let seen = null;
+  let due = false;
+  return (snapshot) => {
+    const live = snapshot.state === 'connected' || snapshot.state === 'fallback';
+    if (seen === null) {
+      if (live) seen = snapshot.reconnects;
+      return;
+    }
+    if (snapshot.reconnects > seen) {
+      seen = snapshot.reconnects;
+      due = true;
+    }
+    if (!due || !live) return;
+    const missed = snapshot.missedOnLastReconnect;
+    if (missed !== null) {
+      due = false;
+      showToast(`Reconnected — ${missed} missed event${missed === 1 ? '' : 's'} applied`);
+    } else if (snapshot.transport === 'sse') {
+      // SSE has no "caught up" mark to count by; the replay still happened.
+      due = false;
+      showToast('Reconnected — missed events replayed');
+    }
+  };
+}
+
+function showError(error) {
+  // Transport hiccups are what the status shows; these need a person.
+  const needsPerson =
+    error.kind === 'rejected' ||
+    error.kind === 'server' ||
+    error.kind === 'token' ||
+    error.status === 401 ||
+    error.status === 403;
+  if (!needsPerson) return;
+  const what =
+    error.code === 'unauthorized' || error.status === 401
+      ? 'The server rejected the reader token'
+      : error.code === 'forbidden_topic'
+        ? 'This token may not read a subscribed topic'
+        : 'The server refused the connection';
+  ui.error.querySelector('.banner-text').textContent = `${what}: ${error.message}`;
+  ui.error.hidden = false;
+}
+
+function start({ token, topics }) {
+  ui.gate.hidden = true;
+  ui.dashboard.hidden = false;
+  ui.scope.hidden = false;
+  ui.scope.textContent = `topics: ${topics.join(', ')}`;
+
+  const client = connect({ url: serverUrl, topics, token });
+  client.on('*', receive);
+  const toaster = reconnectToaster();
+  let previous = null;
+  const onSnapshot = (snapshot) => {
+    renderStatus(snapshot);
+    toaster(snapshot);
+    // A session that opens again clears an old complaint; one that is still
+    // true (a forbidden topic) is reported again by that session.
+    if (snapshot.state !== previous && (snapshot.state === 'connected' || snapshot.state === 'fallback')) {
+      ui.error.hidden = true;
+    }
+    previous = snapshot.state;
+  };
+  client.subscribe(onSnapshot);
+  onSnapshot(client.getSnapshot());
+  client.onError(showError);
+  client.onReset((reason) => showToast(`The server could not resume (${reason.replace('_', ' ')}); continuing from now`));
+  ui.retry.addEventListener('click', () => {
+    ui.error.hidden = true;
+    client.reconnect();
+  });
+  // For the browser test and for poking at it from the console.
+  window.pushlog = client;
+}
+
+function askForToken() {
+  ui.gate.hidden = false;
+  ui.dashboard.hidden = true;
+  ui.statusLabel.textContent = 'Not connected';
+  ui.status.dataset.color = 'grey';
+  const tokenInput = field(ui.tokenForm, 'token');
+  const topicsInput = field(ui.tokenForm, 'topics');
+  topicsInput.value = session.get(KEYS.topics) ?? '*';
+  tokenInput.focus();
+  ui.tokenForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const token = tokenInput.value.trim();
+    if (!token) return;
+    session.set(KEYS.token, token);
+    session.set(KEYS.topics, topicsInput.value.trim() || '*');
+    start({ token, topics: parseTopics(topicsInput.value) });
+  });
+}
+
+ui.changeToken.addEventListener('click', () => {
+  session.set(KEYS.token, null);
+  // A fresh page: the old client (and the connection it may hold) goes with it.
+  location.reload();
+});
+
+// ---------------------------------------------------------------- stream
+
+/** Kept events, oldest first. */
+let events = [];
+/** Arrived while paused, oldest first. */
+let pending = [];
+let paused = false;
+let received = 0;
+const topicCounts = new Map();
+const types = new Set();
+const rows = new WeakMap();
+
+function receive(event) {
+  received += 1;
+  ui.total.textContent = `${received} received`;
+  topicCounts.set(event.topic, (topicCounts.get(event.topic) ?? 0) + 1);
+  renderCounters();
+  noteType(event.type);
+  if (event.entity) showHint(event.entity);
+  if (paused) {
+    pending.push(event);
+    renderPending();
+    return;
+  }
+  keep(event);
+  if (matches(event)) {
+    ui.events.prepend(row(event, true));
+    trimRows();
+  }
+  renderEmpty();
+}
+
+function keep(event) {
+  events.push(event);
+  if (events.length > MAX_EVENTS) events = events.slice(-MAX_EVENTS);
+}
+
+function matches(event) {
+  const topic = ui.filterTopic.value.trim();
+  const type = ui.filterType.value;
+  if (type && event.type !== type) return false;
+  if (!topic) return true;
+  // A pattern as subscriptions use them, else a plain substring.
+  if (topic.endsWith('*')) return topicMatches(topic, event.topic);
+  return event.topic.toLowerCase().includes(topic.toLowerCase());
+}
+
+function rerender() {
+  const shown = [];
+  for (let i = events.length - 1; i >= 0 && shown.length < MAX_EVENTS; i--) {
+    if (matches(events[i])) shown.push(row(events[i], false));
+  }
+  ui.events.replaceChildren(...shown);
+  renderEmpty();
+  renderCounters();
+}
+
+function trimRows() {
+  while (ui.events.childElementCount > MAX_EVENTS) ui.events.lastElementChild.remove();
+}
+
+function renderEmpty() {
+  const none = ui.events.childElementCount === 0;
+  ui.empty.hidden = !none;
+  if (none) {
+    ui.empty.textContent =
+      events.length > 0
+        ? 'No events match these filters.'
+        : 'Waiting for events… publish one with the form, or POST /events.';
+  }
+}
+
+const timeFormat = new Intl.DateTimeFormat(undefined, {
+  hour: '2-digit',
+  minute: '2-digit',
+  second: '2-digit',
+  fractionalSecondDigits: 3,
+  hour12: false,
+});
+
+function row(event, fresh) {
+  const existing = rows.get(event);
+  if (existing && !fresh) return existing;
+  const li = ui.rowTemplate.content.firstElementChild.cloneNode(true);
+  li.dataset.id = String(event.id);
+  li.dataset.topic = event.topic;
+  li.dataset.type = event.type;
+  if (fresh) li.classList.add('fresh');
+  li.querySelector('.event-id').textContent = `#${event.id}`;
+  const time = li.querySelector('.event-time');
+  const at = new Date(event.timestamp);
+  if (!Number.isNaN(at.getTime())) {
+    time.dateTime = event.timestamp;
+    time.textContent = timeFormat.format(at);
+    time.title = event.timestamp;
+  }
+  const topic = li.querySelector('.topic');
+  topic.textContent = event.topic;
+  topic.style.setProperty('--hue', String(hue(event.topic)));
+  topic.addEventListener('click', () => setTopicFilter(event.topic));
+  li.querySelector('.event-type').textContent = event.type;
+  if (event.entity) {
+    const tag = li.querySelector('.entity-tag');
+    tag.hidden = false;
+    tag.textContent = `${event.entity.kind} ${event.entity.id} · ${event.entity.op}`;
+    tag.dataset.op = event.entity.op;
+  }
+  if (event.payload !== undefined) {
+    const payload = li.querySelector('.payload');
+    const text = JSON.stringify(event.payload);
+    payload.hidden = false;
+    payload.textContent = text.length > 400 ? `${text.slice(0, 400)}…` : text;
+    payload.title = JSON.stringify(event.payload, null, 2).slice(0, 4000);
+  }
+  rows.set(event, li);
+  return li;
+}
+
+/** A stable colour per topic, so the eye can follow one in the stream. */
+function hue(topic) {
+  let h = 0;
+  for (const ch of topic) h = (h * 31 + ch.codePointAt(0)) >>> 0;
+  return h % 360;
+}
+
+function setTopicFilter(topic) {
+  ui.filterTopic.value = ui.filterTopic.value === topic ? '' : topic;
+  rerender();
+}
+
+function noteType(type) {
+  if (types.has(type)) return;
+  types.add(type);
+  const options = [...types].sort().map((t) => new Option(t, t));
+  const current = ui.filterType.value;
+  ui.filterType.replaceChildren(new Option('All types', ''), ...options);
+  ui.filterType.value = current;
+}
+
+function renderCounters() {
+  const sorted = [...topicCounts].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+  const active = ui.filterTopic.value.trim();
+  ui.counters.replaceChildren(
+    ...sorted.map(([topic, count]) => {
+      const li = document.createElement('li');
+      li.dataset.testid = 'topic-counter';
+      li.dataset.topic = topic;
+      li.dataset.count = String(count);
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.className = 'counter';
+      button.setAttribute('aria-pressed', String(active === topic));
+      button.style.setProperty('--hue', String(hue(topic)));
+      const name = document.createElement('span');
+      name.className = 'counter-name';
+      name.textContent = topic;
+      const value = document.createElement('span');
+      value.className = 'counter-value';
+      value.dataset.testid = 'topic-count';
+      value.textContent = count.toLocaleString();
+      button.append(name, value);
+      button.addEventListener('click', () => setTopicFilter(topic));
+      li.append(button);
+      return li;
+    }),
+  );
+  ui.noTopics.hidden = sorted.length > 0;
+  ui.seenTopics.replaceChildren(...sorted.map(([topic]) => new Option(topic)));
+}
+
+function renderPending() {
+  ui.pending.hidden = !paused || pending.length === 0;
+  ui.pending.textContent = `${pending.length} waiting`;
+}
+
+ui.pause.addEventListener('click', () => {
+  paused = !paused;
+  ui.pause.setAttribute('aria-pressed', String(paused));
+  ui.pause.textContent = paused ? 'Resume' : 'Pause';
+  ui.pause.classList.toggle('primary', paused);
+  if (!paused) {
+    const arrived = pending;
+    pending = [];
+    for (const event of arrived) keep(event);
+    const fresh = arrived.filter(matches).map((event) => row(event, true));
+    ui.events.prepend(...fresh.reverse());
+    trimRows();
+    renderEmpty();
+  }
+  renderPending();
+});
+
+ui.clear.addEventListener('click', () => {
+  events = [];
+  pending = [];
+  ui.events.replaceChildren();
+  renderPending();
+  renderEmpty();
+});
+
+ui.filterTopic.addEventListener('input', rerender);
+ui.filterType.addEventListener('change', rerender);
+
+// ----------------------------------------------------------- hints, toast
+
+/**
+ * "fault 42 updated — refetch": what an app with cached queries would do
+ * on this event. Fades out by itself; a newer hint for the same entity
+ * replaces the older one.
+ */
+function showHint(entity) {
+  const key = `${entity.kind}\u0000${entity.id}`;
+  for (const old of ui.hints.querySelectorAll('li')) {
+    if (old.dataset.key === key) old.remove();
+  }
+  const li = document.createElement('li');
+  li.className = 'hint';
+  li.dataset.testid = 'entity-hint';
+  li.dataset.key = key;
+  li.dataset.op = entity.op;
+  li.style.setProperty('--hint-ms', `${HINT_MS}ms`);
+  const what = document.createElement('strong');
+  what.textContent = `${entity.kind} ${entity.id}`;
+  li.append(what, ` ${entity.op} — refetch`);
+  ui.hints.prepend(li);
+  while (ui.hints.childElementCount > MAX_HINTS) ui.hints.lastElementChild.remove();
+  setTimeout(() => li.remove(), HINT_MS);
+}
+
+let toastTimer;
+function showToast(text) {
+  ui.toast.textContent = text;
+  ui.toast.hidden = false;
+  ui.toast.classList.remove('show');
+  // Restart the entrance animation.
+  void ui.toast.offsetWidth;
+  ui.toast.classList.add('show');
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => {
+    ui.toast.hidden = true;
+    ui.toast.classList.remove('show');
+  }, TOAST_MS);
+}
+
+// -------------------------------------------------------------- publish
+
+field(ui.publishForm, 'token').value = session.get(KEYS.publisher) ?? '';
+
+ui.publishForm.addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const form = ui.publishForm;
+  const fail = (message) => {
+    ui.publishResult.textContent = message;
+    ui.publishResult.dataset.outcome = 'error';
+  };
+  const value = (name) => field(form, name).value.trim();
+  const token = value('token');
+  if (!token) return fail('Enter a publisher token (a token with the publisher role).');
+  const body = { topic: value('topic'), type: value('type') };
+  const kind = value('entity-kind');
+  const id = value('entity-id');
+  if (kind || id) {
+    if (!kind || !id) return fail('An entity needs both a kind and an id.');
+    body.entity = { kind, id, op: value('entity-op') };
+  }
+  const payloadText = value('payload');
+  if (payloadText) {
+    try {
+      body.payload = JSON.parse(payloadText);
+    } catch (error) {
+      return fail(`The payload is not valid JSON: ${error.message}`);
+    }
+  }
+  session.set(KEYS.publisher, token);
+
+  const submit = form.querySelector('[type="submit"]');
+  submit.disabled = true;
+  ui.publishResult.textContent = 'Publishing…';
+  ui.publishResult.dataset.outcome = 'busy';
+  try {
+    const response = await fetch(new URL('events', serverUrl), {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
+      body: JSON.stringify(body),
+    });
+    const answer = await response.json().catch(() => null);
+    if (response.ok && answer?.events?.[0]) {
+      const published = answer.events[0];
+      ui.publishResult.textContent =
+        response.status === 201 ? `Published #${published.id}` : `Already published as #${published.id}`;
+      ui.publishResult.dataset.outcome = 'ok';
+    } else {
+      const message = typeof answer?.message === 'string' ? answer.message : response.statusText;
+      const code = typeof answer?.error === 'string' ? ` (${answer.error})` : '';
+      fail(`${response.status}: ${message}${code}`);
+    }
+  } catch (error) {
+    fail(`Could not reach the server: ${error.message}`);
+  } finally {
+    submit.disabled = false;
+  }
+});
+
+// ----------------------------------------------------------------- start
+
+const credentials = takeCredentials();
+if (credentials.token) start(credentials);
+else askForToken();
+renderEmpty();

@@ -31,8 +31,9 @@ export interface ConnectionSnapshot {
   readonly reconnects: number;
   /**
    * Events applied between the start of the latest session and the server's
-   * "caught up" mark: what the client had missed while away. `null` until a
-   * session has caught up, and on SSE, which has no such mark.
+   * "caught up" mark: what the client had missed while away. `null` from the
+   * moment a session opens until it has caught up, and on SSE, which has no
+   * such mark; so each catch-up is seen as a change from `null`.
    */
   readonly missedOnLastReconnect: number | null;
   /** Whether this tab holds the connection (always true without tab sharing). */

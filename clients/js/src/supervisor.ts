@@ -278,8 +278,10 @@ export class Supervisor {
       state: this.rung === 0 ? 'connected' : 'fallback',
       transport: attempt.kind,
       reconnects: this.reconnects,
-      // SSE has no "caught up" mark, so the count would be a guess.
-      ...(attempt.kind === 'sse' ? { missedOnLastReconnect: null } : {}),
+      // Unknown until this session's replay is done (and for good on SSE,
+      // which has no "caught up" mark). Cleared here so that every catch-up
+      // shows as a change, even one that brings the same count as the last.
+      missedOnLastReconnect: null,
     });
     this.stableTimer.start(this.options.stableAfterMs, () => {
       this.options.backoff.reset();

@@ -60,6 +60,26 @@ describe('resume over WebSocket', () => {
     assert.deepEqual(h.receivedIds(), [1, 2, 3, 4, 5]);
   });
 
+  it('shows missedOnLastReconnect as null until the replay is done, so equal counts are still seen', async () => {
+    const h = await connected();
+    h.socket().drop(1006);
+    await h.clock.advance(500);
+    h.socket().accept({ head: 0 });
+    assert.equal(h.snapshot().missedOnLastReconnect, null, 'unknown while replaying');
+    h.socket().caughtUp(0);
+    assert.equal(h.snapshot().missedOnLastReconnect, 0);
+
+    const seen: (number | null)[] = [];
+    h.client.subscribe((snapshot) => seen.push(snapshot.missedOnLastReconnect));
+    h.socket().drop(1006);
+    await h.clock.advance(1_000);
+    h.socket().accept({ head: 0 });
+    h.socket().caughtUp(0);
+    // Dropped (the last count stays), reopened (unknown), caught up (0 again).
+    assert.deepEqual(seen.filter((missed, i) => missed !== seen[i - 1]), [0, null, 0]);
+    assert.equal(h.snapshot().reconnects, 2);
+  });
+
   it('asks getToken() again on every attempt and sends the token as a query parameter', async () => {
     let issued = 0;
     const h = await launch({
