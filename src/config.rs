@@ -83,6 +83,12 @@ pub struct Config {
     #[arg(long, env = "PUSHLOG_RETENTION", default_value = "7d", value_parser = parse_retention)]
     pub retention: Retention,
 
+    /// How often the background pruner deletes what retention no longer
+    /// keeps (`5s`, `1m`). Between runs the log may hold up to one interval
+    /// of traffic beyond its bound.
+    #[arg(long, env = "PUSHLOG_PRUNE_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub prune_interval: Duration,
+
     /// Most open streams (SSE and WebSocket together); more get `503`.
     #[arg(long, env = "PUSHLOG_MAX_CONNECTIONS", default_value_t = 19_000)]
     pub max_connections: usize,
@@ -231,5 +237,6 @@ mod tests {
         assert_eq!(config.heartbeat_secs, 15);
         assert_eq!(config.ws_ping_secs, 30);
         assert_eq!(config.max_payload_bytes, 65_536);
+        assert_eq!(config.prune_interval, Duration::from_secs(5));
     }
 }

@@ -8,8 +8,6 @@ use crate::store::{EventLog, Retention, StoreError};
 
 /// Rows deleted per transaction.
 const BATCH: u32 = 1000;
-/// How often the pruner looks for work.
-const INTERVAL: Duration = Duration::from_secs(5);
 
 /// Prunes until nothing is left to prune; returns how many events went.
 pub async fn prune_now(log: &EventLog, retention: Retention) -> Result<u64, StoreError> {
@@ -23,12 +21,14 @@ pub async fn prune_now(log: &EventLog, retention: Retention) -> Result<u64, Stor
     }
 }
 
-/// Runs until shutdown.
-pub async fn run(log: EventLog, retention: Retention, shutdown: Shutdown) {
+/// Prunes every `interval` (the first run at once) until shutdown.
+pub async fn run(log: EventLog, retention: Retention, interval: Duration, shutdown: Shutdown) {
     if retention == Retention::default() {
         return;
     }
-    let mut tick = tokio::time::interval(INTERVAL);
+    // The flag parser refuses zero; a `Config` built in code might not, and
+    // tokio panics on a zero period.
+    let mut tick = tokio::time::interval(interval.max(Duration::from_millis(1)));
     loop {
         tokio::select! {
             () = shutdown.wait() => return,

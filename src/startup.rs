@@ -107,6 +107,7 @@ impl Application {
         let retention_task = tokio::spawn(retention::run(
             opened.log.clone(),
             config.retention,
+            config.prune_interval,
             shutdown.clone(),
         ));
         let state = web::Data::new(AppState {

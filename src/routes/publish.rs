@@ -23,6 +23,17 @@ pub async fn publish(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    // The drain line. A publish that got here before the drain began is
+    // finished: the server waits for in-flight requests before it stops the
+    // log writer, so it commits and is answered. One that arrives after is
+    // refused whole, before anything of it is read, so no client is left
+    // wondering whether a publish cut off by the shutdown landed.
+    if state.shutdown.is_draining() {
+        return Err(ApiError::Unavailable {
+            code: "shutting_down",
+            message: "the server is shutting down; nothing was appended: publish again, to another node or after the restart".into(),
+        });
+    }
     let principal = authenticate(&req, &state)?;
     if !principal.is_publisher() {
         return Err(ApiError::Forbidden {

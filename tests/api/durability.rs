@@ -1,26 +1,17 @@
 //! Durability against `kill -9`: the real binary as a child process, killed
 //! while publishes are in flight, restarted on the same file.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{SECRET, client, ids_of, read_reply};
+use crate::helpers::{SECRET, client, free_port, ids_of, read_reply};
 
 struct Server {
     child: Child,
     base: String,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn start(db: &std::path::Path) -> Server {

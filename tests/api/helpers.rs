@@ -24,7 +24,9 @@ pub struct TestApp {
     pub auth: Authenticator,
     pub publisher: String,
     pub reader: String,
-    _db_dir: tempfile::TempDir,
+    config: Config,
+    running: tokio::task::JoinHandle<std::io::Result<()>>,
+    db_dir: tempfile::TempDir,
 }
 
 pub fn test_config(db_path: &std::path::Path) -> Config {
@@ -33,6 +35,15 @@ pub fn test_config(db_path: &std::path::Path) -> Config {
     config.database_url = format!("sqlite://{}", db_path.display());
     config.jwt_secret = Some(SECRET.into());
     config
+}
+
+/// A port nothing listens on right now, for a child process to bind.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("local address")
+        .port()
 }
 
 pub fn client() -> Client {
@@ -47,6 +58,11 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let db_dir = tempfile::tempdir().expect("temp dir");
     let mut config = test_config(&db_dir.path().join("pushlog.db"));
     tweak(&mut config);
+    start(config, db_dir).await
+}
+
+/// Starts an app on `config`, whose database lives in `db_dir`.
+async fn start(config: Config, db_dir: tempfile::TempDir) -> TestApp {
     // Tokens are minted with the test secret; the server verifies with
     // whatever key the (tweaked) configuration names.
     let auth = Authenticator::from_secret(SECRET.as_bytes()).expect("secret");
@@ -57,7 +73,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         .expect("app builds");
     let base = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
-    tokio::spawn(app.run_until_stopped());
+    let running = tokio::spawn(app.run_until_stopped());
     let publisher = auth
         .mint("pub", &["publisher".into()], None, 3600)
         .expect("mint");
@@ -69,7 +85,9 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         auth,
         publisher,
         reader,
-        _db_dir: db_dir,
+        config,
+        running,
+        db_dir,
     }
 }
 
@@ -105,6 +123,19 @@ pub async fn read_reply(
 }
 
 impl TestApp {
+    /// Shuts the app down, waits until it has stopped completely (server,
+    /// writer, database closed), then starts a fresh one on the same
+    /// database file and configuration, as an operator's restart would.
+    pub async fn restart(self) -> TestApp {
+        self.handle.shutdown.trigger();
+        tokio::time::timeout(PATIENCE, self.running)
+            .await
+            .expect("the app stops within the patience window")
+            .expect("the app's task does not panic")
+            .expect("the app stops cleanly");
+        start(self.config, self.db_dir).await
+    }
+
     pub fn token(&self, user: &str, roles: &[&str], topics: Option<&[&str]>) -> String {
         let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
         let topics: Option<Vec<String>> = topics.map(|t| t.iter().map(|p| p.to_string()).collect());
@@ -168,6 +199,25 @@ impl TestApp {
             .await
             .expect("request");
         read_reply(response).await
+    }
+
+    /// A GET whose body is text: status, `Content-Type` and body.
+    pub async fn get_text(&self, path: &str) -> (u16, String, String) {
+        let mut response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request");
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let body = response.body().await.expect("body");
+        let body = String::from_utf8(body.to_vec()).expect("UTF-8 body");
+        (response.status().as_u16(), content_type, body)
     }
 
     /// The ids of every event in the log, as a publisher reads them.

@@ -5,9 +5,11 @@ mod helpers;
 
 mod asyncapi;
 mod auth;
+mod cli;
 mod durability;
 mod filtering;
 mod handover;
+mod metrics;
 mod missed;
 mod openapi;
 mod publish;

@@ -1,13 +1,13 @@
 //! Retention deletes from the old end only, and a cursor it has passed is
 //! told so (`410` / `reset`), never served with a silent gap.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pushlog::retention::prune_now;
 use pushlog::store::Retention;
 use serde_json::json;
 
-use crate::helpers::{event, ids_of, range, spawn_app};
+use crate::helpers::{PATIENCE, event, ids_of, range, spawn_app, spawn_app_with};
 
 const KEEP_TEN: Retention = Retention {
     max_age: None,
@@ -76,4 +76,43 @@ async fn ids_keep_counting_after_retention_empties_the_log() {
     assert_eq!(next.body["events"][0]["id"], 4);
     assert_eq!(ids_of(&page.body["events"]), vec![4]);
     assert_eq!(app.missed(&app.reader, "since=2").await.status, 410);
+}
+
+#[actix_web::test]
+async fn the_background_pruner_enforces_count_retention_on_its_own() {
+    let app = spawn_app_with(|c| {
+        c.retention = KEEP_TEN;
+        c.prune_interval = Duration::from_secs(1);
+    })
+    .await;
+
+    app.publish(&json!((0..30).map(|_| event("t")).collect::<Vec<_>>()))
+        .await;
+
+    // Nothing announces a prune, so poll until it shows, within a deadline.
+    let deadline = Instant::now() + PATIENCE;
+    let expired = loop {
+        let reply = app.missed(&app.reader, "since=0").await;
+        if reply.status != 200 {
+            break reply;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the pruner did not run within {PATIENCE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        (expired.status, expired.error_code()),
+        (410, "cursor_expired")
+    );
+    assert_eq!(
+        (
+            expired.body["oldest_id"].as_i64(),
+            expired.body["head"].as_i64()
+        ),
+        (Some(21), Some(30))
+    );
+    let kept = app.missed(&app.reader, "since=20").await;
+    assert_eq!(ids_of(&kept.body["events"]), range(21, 30));
 }

@@ -3,7 +3,10 @@
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
+use pushlog::retention::prune_now;
+use pushlog::store::Retention;
 use serde_json::json;
 
 use crate::helpers::{TestApp, event, range, spawn_app, spawn_app_with};
@@ -262,9 +265,15 @@ async fn a_cookie_from_a_foreign_origin_is_refused_before_the_upgrade() {
 }
 
 #[actix_web::test]
-async fn the_server_pings_and_closes_a_connection_that_never_answers() {
-    let app = spawn_app_with(|c| c.ws_ping_secs = 1).await;
+async fn a_connection_that_has_not_answered_for_two_ping_intervals_is_closed_at_the_second() {
+    // Two seconds between pings: the close is due at 4 s, a whole interval
+    // late would be 6 s, and the 2 s between leave room for a busy machine.
+    const PING: Duration = Duration::from_secs(2);
+    let app = spawn_app_with(|c| c.ws_ping_secs = PING.as_secs()).await;
     let mut alive = app.ws(&app.reader).await;
+    // Taken before the dead one connects, so its session (and the ping clock)
+    // starts after this instant: the close can come no sooner than 2 × PING.
+    let connecting = Instant::now();
     let mut dead = app.ws(&app.reader).await;
     dead.answer_pings = false;
 
@@ -279,12 +288,24 @@ async fn the_server_pings_and_closes_a_connection_that_never_answers() {
             }
         }
     };
+    let closed_after = connecting.elapsed();
     alive.send(json!({"type": "ping"})).await;
     let pong = alive.json().await;
 
     assert_eq!(code, Some(1001));
-    assert!(dead.pings_seen >= 1, "it was pinged before being dropped");
-    assert_eq!(pong["type"], "pong");
+    assert!(
+        closed_after >= 2 * PING,
+        "closed after {closed_after:?}, before two intervals of silence"
+    );
+    assert!(
+        closed_after < 3 * PING,
+        "closed after {closed_after:?}: an interval after the second tick"
+    );
+    assert_eq!(
+        dead.pings_seen, 1,
+        "pinged once, at the first tick, before being dropped"
+    );
+    assert_eq!(pong["type"], "pong", "the answering connection stays open");
 }
 
 #[actix_web::test]
@@ -373,6 +394,86 @@ async fn a_cursor_ahead_of_the_log_is_reset_and_the_subscription_goes_on_live() 
         json!({"type": "reset", "reason": "cursor_unknown", "oldest_id": 1, "head": 2, "request_id": "r1"})
     );
     assert_eq!(client.next_event_id().await, 3);
+}
+
+#[actix_web::test]
+async fn a_cursor_retention_has_passed_is_reset_as_expired_and_the_subscription_goes_on_live() {
+    let app = spawn_app().await;
+    app.publish(&json!((0..30).map(|_| event("t")).collect::<Vec<_>>()))
+        .await;
+    let keep_ten = Retention {
+        max_age: None,
+        max_events: Some(10),
+    };
+    prune_now(&app.handle.log, keep_ten).await.unwrap();
+
+    let mut client = subscribed_client(&app, &["t"], Some(5)).await;
+    let reset = client.expect("reset").await;
+    let caught_up = client.expect("caught_up").await;
+    app.publish_many("t", 1).await;
+
+    assert_eq!(
+        reset,
+        json!({"type": "reset", "reason": "cursor_expired", "oldest_id": 21, "head": 30, "request_id": "r1"})
+    );
+    assert_eq!(caught_up["request_id"], "r1");
+    assert_eq!(
+        client.next_event_id().await,
+        31,
+        "live from the head, no replay"
+    );
+}
+
+/// A connection for `token`, subscribed to `news` and past its `caught_up`.
+async fn live_on_news(app: &TestApp, token: &str) -> WsClient {
+    let mut client = app.ws(token).await;
+    client.expect("welcome").await;
+    client.subscribe(&["news"], None, "r1").await;
+    client.expect("caught_up").await;
+    client
+}
+
+#[actix_web::test]
+async fn the_audience_decides_which_connections_receive_an_event() {
+    let app = spawn_app().await;
+    let mut alice = live_on_news(&app, &app.token("alice", &[], None)).await;
+    let mut bob = live_on_news(&app, &app.token("bob", &[], None)).await;
+    let mut manager = live_on_news(&app, &app.token("carol", &["manager"], None)).await;
+
+    app.publish(&json!([
+        {"topic": "news", "type": "n", "audience": {"users": ["alice"]}},
+        {"topic": "news", "type": "n", "audience": {"roles": ["manager"]}},
+        {"topic": "news", "type": "n"}
+    ]))
+    .await;
+
+    // Each sequence ends with the unaddressed event 3, which everyone gets:
+    // whatever was withheld before it was withheld for good (ids are ordered).
+    assert_eq!(
+        alice.ids_through(3).await,
+        vec![1, 3],
+        "alice: hers and everyone's"
+    );
+    assert_eq!(bob.ids_through(3).await, vec![3], "bob: only everyone's");
+    assert_eq!(
+        manager.ids_through(3).await,
+        vec![2, 3],
+        "a manager: the role's and everyone's"
+    );
+}
+
+#[actix_web::test]
+async fn readers_are_not_shown_the_audience_on_the_websocket() {
+    let app = spawn_app().await;
+    let mut alice = subscribed_client(&app, &["news"], None).await;
+    alice.expect("caught_up").await;
+
+    app.publish(&json!({"topic": "news", "type": "n", "audience": {"users": ["alice"]}}))
+        .await;
+
+    let delivered = alice.expect("event").await;
+    assert_eq!(delivered["event"]["id"], 1);
+    assert!(delivered["event"].get("audience").is_none(), "{delivered}");
 }
 
 #[actix_web::test]

@@ -86,6 +86,16 @@ impl CloseReason {
 /// Ends the session with a close frame carrying `reason` and a message.
 struct Closing(CloseReason, String);
 
+/// Whether a client last heard at `last_heard` has been silent for two ping
+/// intervals at the tick that was `due`. Measured from when the tick was due,
+/// not from when the loop got to it, so the verdict does not hinge on timer
+/// lateness: a client silent since the connection opened is closed at the
+/// second tick exactly, not a whole interval later. A frame read after the
+/// tick was due counts as heard (the silence saturates to zero).
+fn silent_for_two_intervals(due: Instant, last_heard: Instant, ping_every: Duration) -> bool {
+    due.saturating_duration_since(last_heard) >= ping_every * 2
+}
+
 fn closing(reason: CloseReason, message: impl Into<String>) -> Closing {
     Closing(reason, message.into())
 }
@@ -147,9 +157,13 @@ impl Connection {
             Err(error) => return closing(CloseReason::Unauthenticated, error.to_string()),
         }
         let ping_every = self.context.limits.ws_ping;
-        let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+        // The ping clock and the silence start at the same instant, so a
+        // client that never answers is silent exactly 2 × `ping_every` at the
+        // second tick (see `silent_for_two_intervals`).
+        let opened = Instant::now();
+        let mut ping = tokio::time::interval_at(opened + ping_every, ping_every);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut last_heard = Instant::now();
+        let mut last_heard = opened;
         let mut rate = rate::RateLimiter::new(
             self.context.limits.max_messages_per_sec,
             std::time::Instant::now(),
@@ -183,8 +197,8 @@ impl Connection {
                     }
                 }
                 () = self.outbound.room(), if !self.outbound.has_room() => {}
-                _ = ping.tick() => {
-                    if last_heard.elapsed() > ping_every * 2 {
+                due = ping.tick() => {
+                    if silent_for_two_intervals(due, last_heard, ping_every) {
                         return closing(CloseReason::HeartbeatTimeout, "no answer to pings");
                     }
                     if self.outbound.ping() == Err(Unsent::Closed) {
@@ -546,5 +560,42 @@ impl Connection {
                 }
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EVERY: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn a_client_silent_since_it_connected_is_dead_at_the_second_tick() {
+        let opened = Instant::now();
+
+        assert!(!silent_for_two_intervals(opened + EVERY, opened, EVERY));
+        assert!(silent_for_two_intervals(opened + EVERY * 2, opened, EVERY));
+    }
+
+    #[test]
+    fn a_client_last_heard_after_a_tick_is_closed_at_the_first_tick_two_intervals_on() {
+        let opened = Instant::now();
+        let pong = opened + EVERY + Duration::from_millis(40);
+
+        assert!(!silent_for_two_intervals(opened + EVERY * 2, pong, EVERY));
+        assert!(!silent_for_two_intervals(opened + EVERY * 3, pong, EVERY));
+        assert!(silent_for_two_intervals(opened + EVERY * 4, pong, EVERY));
+    }
+
+    #[test]
+    fn a_frame_read_after_the_tick_was_due_counts_as_heard() {
+        let opened = Instant::now();
+        let late_frame = opened + EVERY * 2 + Duration::from_millis(5);
+
+        assert!(!silent_for_two_intervals(
+            opened + EVERY * 2,
+            late_frame,
+            EVERY
+        ));
     }
 }

@@ -1,0 +1,303 @@
+//! `storm`: the reconnect storm after a network blip. N clients subscribe
+//! and receive a first event (so each has a cursor); all drop; K events are
+//! published while they are away; then all reconnect at once with
+//! `since=<their cursor>` while publishing goes on. Measured: how long until
+//! each client has the head as it was at the reconnect, and whether every
+//! client got every event exactly once across the handover.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+use tokio::sync::watch;
+
+use super::{RunError, Setup, Watch, common_params, loadgen_figures, progress, server_figures};
+use crate::cli::StormArgs;
+use crate::http::HttpClient;
+use crate::procstat::round1;
+use crate::publisher::ProbePublisher;
+use crate::report::{Checks, Outcome};
+use crate::worker::pool::Pool;
+use crate::worker::protocol::{Command, combine};
+
+/// Events per request while building the backlog: big enough to be quick,
+/// small enough that one request stays well under the server's limits.
+const BACKLOG_BATCH: u32 = 500;
+/// How long clients get to receive the first event, and the last.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub async fn run(args: StormArgs) -> Result<Outcome, RunError> {
+    super::require_pushlog(
+        &args.common,
+        "storm resumes from loadgen's cursor with `since`, which nchan does not take; \
+         run storm against pushlog",
+    )?;
+    let setup = Setup::new(
+        &args.common,
+        "storm",
+        args.catch_up_timeout + DRAIN_TIMEOUT * 2,
+    )?;
+    let channel = setup.channel()?;
+    let (sse, ws) = args.transport.split(args.clients);
+    let mut usage = Watch::new(args.common.server_pid);
+    let before = usage.snapshot();
+    super::warn_if_busy("storm", &before);
+
+    progress(
+        "storm",
+        &format!(
+            "subscribing {sse} SSE + {ws} WebSocket clients to {}",
+            setup.topic
+        ),
+    );
+    let (mut pool, opened) =
+        Pool::start(setup.worker_specs(sse, ws), setup.connect_bound()).await?;
+    usage.add_workers(pool.pids());
+    let (_, at_open) = combine(&opened);
+    let client = HttpClient::new(setup.dialer.clone(), 0, setup.common.url.clone());
+    let mut publisher = ProbePublisher::new(client, channel);
+    let publish_failed = |e: crate::publisher::AmbiguousPublish| RunError::Setup(e.to_string());
+
+    // 1. A first event, so every client has a cursor to come back with.
+    while !publisher.publish(1).await.map_err(publish_failed)? {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let warmed = pool
+        .broadcast(
+            &Command::Drain {
+                last_seq: 0,
+                timeout_ms: DRAIN_TIMEOUT.as_millis() as u64,
+            },
+            DRAIN_TIMEOUT,
+        )
+        .await?;
+    let (_, at_warm) = combine(&warmed);
+    let with_cursor = at_warm.live;
+
+    // 2. Everyone drops.
+    progress(
+        "storm",
+        &format!("{with_cursor} clients have a cursor; dropping them all"),
+    );
+    pool.broadcast(&Command::Drop, Duration::from_secs(10))
+        .await?;
+
+    // 3. The backlog each client will be behind by.
+    let mut backlog = 0u32;
+    while backlog < args.behind {
+        let count = (args.behind - backlog).min(BACKLOG_BATCH);
+        if publisher.publish(count).await.map_err(publish_failed)? {
+            backlog += count;
+        } else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let head = publisher.stats.last_id.unwrap_or(0);
+    let backlog_seq = publisher.last_seq().unwrap_or(0);
+
+    // 4. All reconnect at once while publishing goes on.
+    progress(
+        "storm",
+        &format!(
+            "{} events published while away (head {head}); reconnecting all while publishing at {}/s",
+            args.behind, args.rate
+        ),
+    );
+    let (stop, stopped) = watch::channel(false);
+    let rate = args.rate;
+    let publishing = tokio::spawn(async move {
+        let result = publisher
+            .run(
+                rate,
+                1,
+                args.catch_up_timeout + Duration::from_secs(30),
+                stopped,
+            )
+            .await;
+        (publisher, result)
+    });
+    let storm_from = usage.snapshot();
+    let storm_began = Instant::now();
+    let rejoined = pool
+        .broadcast(
+            &Command::Reconnect {
+                target_id: head,
+                concurrency: args.reconnect_concurrency,
+                timeout_ms: args.catch_up_timeout.as_millis() as u64,
+            },
+            args.catch_up_timeout,
+        )
+        .await?;
+    let storm_secs = storm_began.elapsed().as_secs_f64();
+    let storm_to = usage.snapshot();
+    let _ = stop.send(true);
+    let (publisher, publish_result) = publishing
+        .await
+        .map_err(|e| RunError::Setup(format!("the publisher task failed: {e}")))?;
+    let catch_up_timed_out = rejoined.iter().any(|r| r.timed_out);
+    let (_, at_rejoin) = combine(&rejoined);
+
+    // 5. Everyone must end with every event, once.
+    let last_seq = publisher.last_seq().unwrap_or(backlog_seq);
+    let drained = pool
+        .broadcast(
+            &Command::Drain {
+                last_seq,
+                timeout_ms: DRAIN_TIMEOUT.as_millis() as u64,
+            },
+            DRAIN_TIMEOUT,
+        )
+        .await?;
+    let drain_timed_out = drained.iter().any(|r| r.timed_out);
+    let end = usage.snapshot();
+    let workers = pool.len();
+    let finished = pool.finish(Some(last_seq)).await?;
+    let (per_transport, all) = combine(&finished);
+
+    let reconnect_failures = all
+        .connect_failure_count()
+        .saturating_sub(at_open.connect_failure_count());
+    let not_caught_up = with_cursor.saturating_sub(at_rejoin.caught_up);
+    let catch_up = all.view().catch_up_us;
+
+    let mut checks = Checks::default();
+    checks.none("gaps", all.sequence.gaps);
+    checks.none("missing events", all.missing_events);
+    checks.none("duplicates", all.sequence.duplicates);
+    checks.none("out-of-order events", all.sequence.out_of_order);
+    checks.none("unreadable messages", all.unreadable);
+    checks.failure_rate(
+        "clients that failed to connect at first",
+        at_open.connect_failure_count(),
+        u64::from(args.clients),
+        args.common.max_failed_pct,
+    );
+    checks.failure_rate(
+        "clients that failed to reconnect",
+        reconnect_failures,
+        with_cursor,
+        args.common.max_failed_pct,
+    );
+    checks.failure_rate(
+        "clients ended by the server",
+        all.unexpected_end_count(),
+        u64::from(args.clients),
+        args.common.max_failed_pct,
+    );
+    checks.none("clients that did not catch up in time", not_caught_up);
+    checks.require(!catch_up_timed_out, "the catch-up phase timed out");
+    checks.require(
+        !drain_timed_out,
+        "some clients did not receive the last event in time",
+    );
+    checks.none(
+        "publish requests that failed",
+        publisher.stats.errors.values().sum(),
+    );
+    if let Err(error) = &publish_result {
+        checks.require(false, error.to_string());
+    }
+
+    let mut params = common_params(&setup);
+    params.insert("clients".into(), args.clients.into());
+    params.insert("transport".into(), args.transport.to_string().into());
+    params.insert("sse".into(), sse.into());
+    params.insert("ws".into(), ws.into());
+    params.insert("behind".into(), args.behind.into());
+    params.insert("rate".into(), args.rate.to_string().into());
+    params.insert(
+        "reconnect_concurrency".into(),
+        args.reconnect_concurrency.into(),
+    );
+
+    let ms = |us: u64| round1(us as f64 / 1000.0);
+    let mut figures = Map::new();
+    figures.insert("params".into(), Value::Object(params));
+    figures.insert(
+        "storm".into(),
+        json!({
+            "clients_with_cursor": with_cursor,
+            "head_at_reconnect": head,
+            "caught_up": at_rejoin.caught_up,
+            "not_caught_up": not_caught_up,
+            "reconnect_failures": reconnect_failures,
+            "all_caught_up_ms": (not_caught_up == 0).then(|| ms(catch_up.max)),
+            "catch_up_ms": {
+                "p50": ms(catch_up.p50), "p90": ms(catch_up.p90),
+                "p99": ms(catch_up.p99), "max": ms(catch_up.max),
+            },
+            "phase_secs": round1(storm_secs),
+            "events_published": publisher.stats.events,
+            "events_received": all.sequence.received,
+            "gaps": all.sequence.gaps,
+            "missing_events": all.missing_events,
+            "duplicates": all.sequence.duplicates,
+            "out_of_order": all.sequence.out_of_order,
+            "subscribers_with_problems": all.subscribers_with_problems,
+            "publish_errors": publisher.stats.errors,
+        }),
+    );
+    figures.insert(
+        "transports".into(),
+        per_transport
+            .iter()
+            .map(|(name, tally)| (name.clone(), json!(tally.view())))
+            .collect::<Map<String, Value>>()
+            .into(),
+    );
+    figures.insert(
+        "server".into(),
+        server_figures(
+            args.common.server_pid,
+            &[
+                ("before", &before),
+                ("storm_start", &storm_from),
+                ("storm_end", &storm_to),
+                ("end", &end),
+            ],
+            &storm_from,
+            &storm_to,
+        ),
+    );
+    figures.insert(
+        "loadgen".into(),
+        loadgen_figures(workers, &storm_from, &storm_to),
+    );
+
+    let mut summary = vec![
+        format!(
+            "{with_cursor} clients ({sse} SSE, {ws} WS) dropped, {} events behind, reconnected at once",
+            args.behind
+        ),
+        format!(
+            "caught up: {} of {with_cursor}; all by {} ms (p50 {} ms, p99 {} ms); reconnect failures {reconnect_failures}",
+            at_rejoin.caught_up,
+            ms(catch_up.max),
+            ms(catch_up.p50),
+            ms(catch_up.p99)
+        ),
+    ];
+    for (name, tally) in &per_transport {
+        let view = tally.view();
+        summary.push(format!(
+            "{name}: caught up {} (p50 {} ms, max {} ms); gaps {} missing {} dup {} ooo {}; failures {:?}; ended {:?}",
+            view.caught_up,
+            ms(view.catch_up_us.p50),
+            ms(view.catch_up_us.max),
+            view.gaps,
+            view.missing_events,
+            view.duplicates,
+            view.out_of_order,
+            view.connect_failures,
+            view.unexpected_ends
+        ));
+    }
+    if let Some(cpu) = super::server_cpu_pct(&storm_from, &storm_to) {
+        summary.push(format!("server CPU during the storm {cpu:.1}% of a core"));
+    }
+    Ok(Outcome {
+        scenario: "storm",
+        figures,
+        summary,
+        checks,
+    })
+}

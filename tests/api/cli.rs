@@ -1,0 +1,189 @@
+//! The binary's own conveniences: `pushlog token`, and development mode when
+//! no key is configured.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::helpers::{PATIENCE, SECRET, client, event, free_port, read_reply, spawn_app};
+
+/// The pushlog binary, with no key inherited from the test's environment.
+fn pushlog() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pushlog"));
+    command
+        .env_remove("PUSHLOG_JWT_SECRET")
+        .env_remove("PUSHLOG_JWT_PUBLIC_KEY")
+        .env("NO_COLOR", "1");
+    command
+}
+
+/// A server child process, killed however the test ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Every line the child writes, stdout and stderr together, as it comes.
+fn lines_of(child: &mut Child) -> mpsc::UnboundedReceiver<String> {
+    fn forward(pipe: impl Read + Send + 'static, lines: mpsc::UnboundedSender<String>) {
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { return };
+                if lines.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    let (sender, receiver) = mpsc::unbounded_channel();
+    forward(child.stdout.take().expect("piped stdout"), sender.clone());
+    forward(child.stderr.take().expect("piped stderr"), sender);
+    receiver
+}
+
+#[actix_web::test]
+async fn the_token_command_mints_a_token_the_server_accepts_for_publishing() {
+    let minted = pushlog()
+        .env("PUSHLOG_JWT_SECRET", SECRET)
+        .args([
+            "token",
+            "--sub",
+            "alice",
+            "--roles",
+            "publisher",
+            "--ttl",
+            "1h",
+        ])
+        .output()
+        .expect("the binary runs");
+    let minted_at = chrono::Utc::now().timestamp();
+    let app = spawn_app().await; // verifies with the same secret
+    assert!(
+        minted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&minted.stderr)
+    );
+    let token = String::from_utf8(minted.stdout).unwrap().trim().to_owned();
+
+    let published = app
+        .publish_raw(&token, "application/json", event("t").to_string())
+        .await;
+    let claims: Value = jsonwebtoken::decode(
+        &token,
+        &DecodingKey::from_secret(SECRET.as_bytes()),
+        &Validation::new(Algorithm::HS256),
+    )
+    .expect("an HS256 token signed with the secret")
+    .claims;
+
+    assert_eq!(published.status, 201, "{}", published.body);
+    assert_eq!(claims["sub"], "alice");
+    assert_eq!(claims["roles"], json!(["publisher"]));
+    let exp = claims["exp"].as_i64().expect("numeric exp");
+    assert!(
+        (exp - (minted_at + 3600)).abs() <= 60,
+        "exp {exp} is not an hour after {minted_at}"
+    );
+}
+
+#[test]
+fn the_token_command_refuses_to_sign_with_a_throwaway_secret() {
+    let minted = pushlog()
+        .args(["token", "--sub", "alice"])
+        .output()
+        .expect("the binary runs");
+
+    let stderr = String::from_utf8_lossy(&minted.stderr);
+    assert!(!minted.status.success());
+    assert!(minted.stdout.is_empty(), "no token is printed");
+    assert!(stderr.contains("PUSHLOG_JWT_SECRET"), "{stderr}");
+}
+
+#[actix_web::test]
+async fn without_a_key_the_server_prints_development_tokens_that_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = Running(
+        pushlog()
+            .env("PUSHLOG_ADDR", format!("127.0.0.1:{port}"))
+            .env(
+                "PUSHLOG_DATABASE_URL",
+                format!("sqlite://{}", dir.path().join("dev.db").display()),
+            )
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the pushlog binary starts"),
+    );
+    let mut output = lines_of(&mut server.0);
+
+    // The tokens are printed, then the server logs that it listens; the two
+    // pipes are read separately, so wait for all three in any order.
+    let (mut publisher, mut reader, mut listening) = (None, None, false);
+    let mut seen = Vec::new();
+    while publisher.is_none() || reader.is_none() || !listening {
+        let line = tokio::time::timeout(PATIENCE, output.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no tokens and listening line yet; so far: {seen:#?}"))
+            .unwrap_or_else(|| panic!("pushlog exited; it wrote: {seen:#?}"));
+        let words = line.trim();
+        if let Some(token) = words.strip_prefix("publisher:") {
+            publisher = Some(token.trim().to_owned());
+        } else if let Some(token) = words.strip_prefix("reader:") {
+            reader = Some(token.trim().to_owned());
+        }
+        listening |= line.contains("pushlog listening");
+        seen.push(line);
+    }
+    let (publisher, reader) = (publisher.unwrap(), reader.unwrap());
+
+    let published = read_reply(
+        client()
+            .post(format!("{base}/events"))
+            .bearer_auth(&publisher)
+            .send_json(&event("dev"))
+            .await
+            .expect("publish request"),
+    )
+    .await;
+    let missed = read_reply(
+        client()
+            .get(format!("{base}/events/missed?since=0"))
+            .bearer_auth(&reader)
+            .send()
+            .await
+            .expect("missed request"),
+    )
+    .await;
+    let refused = read_reply(
+        client()
+            .post(format!("{base}/events"))
+            .bearer_auth(&reader)
+            .send_json(&event("dev"))
+            .await
+            .expect("publish request"),
+    )
+    .await;
+
+    assert!(
+        seen.iter().any(|line| line.contains("DEVELOPMENT MODE")),
+        "a loud warning: {seen:#?}"
+    );
+    assert_eq!(published.status, 201, "{}", published.body);
+    assert_eq!(missed.status, 200, "{}", missed.body);
+    assert_eq!(missed.body["events"][0]["topic"], "dev");
+    assert_eq!(
+        (refused.status, refused.error_code()),
+        (403, "forbidden"),
+        "the reader token reads but does not publish"
+    );
+}
