@@ -27,4 +27,16 @@ impl Shutdown {
     pub async fn wait(&self) {
         self.token.cancelled().await;
     }
+
+    /// The same as [`wait`](Self::wait), as a future that owns its handle.
+    /// A session loop keeps one pinned for its whole life instead of making
+    /// a new `wait()` on every turn: each new one registers with the token
+    /// under its lock, and dropping it unregisters, which per delivered
+    /// event adds up across thousands of connections.
+    pub fn signal(&self) -> ShutdownSignal {
+        Box::pin(self.token.clone().cancelled_owned())
+    }
 }
+
+/// See [`Shutdown::signal`].
+pub type ShutdownSignal = std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>;

@@ -272,10 +272,18 @@ pub(super) async fn plan_prune(
 ) -> Result<Option<PrunePlan>, StoreError> {
     // The last row of the batch: the `batch`-th row after `pruned` that is
     // outside retention (by count: id <= keep_after_id; by age: older).
+    // `created_at` never decreases with `id`, so what is outside retention
+    // is a prefix of the log, ending at the larger of `keep_after_id` and the
+    // newest id older than the cutoff (one step down the `created_at`
+    // index). Asking for that prefix as an id range keeps the query at
+    // O(batch) rows; `id <= ?2 OR created_at < ?3` would scan every retained
+    // row on each run, with the writer (and so every publish) waiting.
     let row: Option<(i64, i64)> = sqlx::query_as(
         "SELECT id, created_at FROM (
              SELECT id, created_at FROM events
-             WHERE id > ?1 AND (id <= ?2 OR created_at < ?3)
+             WHERE id > ?1 AND id <= max(?2, coalesce(
+                 (SELECT id FROM events WHERE created_at < ?3
+                  ORDER BY created_at DESC, id DESC LIMIT 1), 0))
              ORDER BY id LIMIT ?4
          ) ORDER BY id DESC LIMIT 1",
     )

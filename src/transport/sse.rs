@@ -22,7 +22,7 @@ use crate::event::EventId;
 use crate::limits::ConnectionPermit;
 use crate::metrics::GaugeGuard;
 use crate::replay::{Feed, FeedEnd, FeedItem, ResetReason, Unresumable};
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Shutdown, ShutdownSignal};
 use crate::store::LogBounds;
 use crate::wire::View;
 
@@ -64,8 +64,9 @@ enum State {
     Streaming {
         feed: Feed,
         session: Session,
-        heartbeat: Interval,
+        heartbeat: Heartbeat,
         expiry: Pin<Box<Sleep>>,
+        shutdown: ShutdownSignal,
     },
     /// Sends one last frame, then ends.
     Closing(Bytes),
@@ -92,17 +93,15 @@ async fn step(state: State) -> Option<(Result<Bytes, std::convert::Infallible>, 
             ));
             let next = match feed {
                 Ok(feed) => {
-                    let mut heartbeat = tokio::time::interval_at(
-                        Instant::now() + session.heartbeat,
-                        session.heartbeat,
-                    );
-                    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                    let heartbeat = Heartbeat::new(session.heartbeat);
                     let expiry = Box::pin(tokio::time::sleep(session.token_lifetime));
+                    let shutdown = session.shutdown.signal();
                     State::Streaming {
                         feed,
                         session,
                         heartbeat,
                         expiry,
+                        shutdown,
                     }
                 }
                 Err(unresumable) => {
@@ -116,18 +115,19 @@ async fn step(state: State) -> Option<(Result<Bytes, std::convert::Infallible>, 
             session,
             mut heartbeat,
             mut expiry,
+            mut shutdown,
         } => loop {
             tokio::select! {
                 biased;
-                () = session.shutdown.wait() => return None,
+                () = &mut shutdown => return None,
                 () = &mut expiry => return None,
                 item = feed.next() => match item {
                     Ok(FeedItem::Event(event)) => {
-                        heartbeat.reset();
+                        heartbeat.sent();
                         let first = event.sse_frame(session.view);
                         let (chunk, end) = coalesce(first, &mut feed, session.view);
                         let next = match end.map(end_frame) {
-                            None => State::Streaming { feed, session, heartbeat, expiry },
+                            None => State::Streaming { feed, session, heartbeat, expiry, shutdown },
                             Some(Some(reset)) => State::Closing(reset),
                             Some(None) => State::Done,
                         };
@@ -136,14 +136,60 @@ async fn step(state: State) -> Option<(Result<Bytes, std::convert::Infallible>, 
                     Ok(FeedItem::CaughtUp { .. }) => continue,
                     Err(end) => return end_frame(end).map(|frame| (Ok(frame), State::Done)),
                 },
-                _ = heartbeat.tick() => {
+                due = heartbeat.tick() => {
+                    if !heartbeat.ping_due(due) {
+                        continue;
+                    }
                     let ping = Bytes::from_static(b": ping\n\n");
-                    return Some((Ok(ping), State::Streaming { feed, session, heartbeat, expiry }));
+                    return Some((Ok(ping), State::Streaming { feed, session, heartbeat, expiry, shutdown }));
                 }
             }
         },
         State::Closing(frame) => Some((Ok(frame), State::Done)),
         State::Done => None,
+    }
+}
+
+/// The `: ping` clock: a comment goes out once the stream has been silent
+/// for a whole interval. Events do not reset the timer (that would touch the
+/// timer wheel once per event per stream); they only note the time, and a
+/// tick that finds the stream recently written moves itself to one interval
+/// after that write instead of pinging.
+struct Heartbeat {
+    every: Duration,
+    timer: Interval,
+    last_sent: Instant,
+}
+
+impl Heartbeat {
+    fn new(every: Duration) -> Heartbeat {
+        let now = Instant::now();
+        let mut timer = tokio::time::interval_at(now + every, every);
+        timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Heartbeat {
+            every,
+            timer,
+            last_sent: now,
+        }
+    }
+
+    fn sent(&mut self) {
+        self.last_sent = Instant::now();
+    }
+
+    async fn tick(&mut self) -> Instant {
+        self.timer.tick().await
+    }
+
+    /// Whether the tick that was `due` finds the stream silent for a whole
+    /// interval; if not, the next tick is one interval after the last write.
+    fn ping_due(&mut self, due: Instant) -> bool {
+        let quiet_until = self.last_sent + self.every;
+        if due >= quiet_until {
+            return true;
+        }
+        self.timer.reset_at(quiet_until);
+        false
     }
 }
 
@@ -186,5 +232,34 @@ fn end_frame(end: FeedEnd) -> Option<Bytes> {
             tracing::error!(error = %error, "replay read failed; ending the stream");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EVERY: Duration = Duration::from_secs(15);
+
+    #[tokio::test]
+    async fn a_stream_silent_for_a_whole_interval_is_pinged() {
+        let mut heartbeat = Heartbeat::new(EVERY);
+        let due = heartbeat.last_sent + EVERY;
+        assert!(heartbeat.ping_due(due));
+    }
+
+    #[tokio::test]
+    async fn a_recently_written_stream_is_not_pinged_and_the_next_tick_moves_after_the_write() {
+        let mut heartbeat = Heartbeat::new(EVERY);
+        heartbeat.sent();
+        let written = heartbeat.last_sent;
+        let due = written + EVERY - Duration::from_millis(1);
+        assert!(!heartbeat.ping_due(due));
+        assert_eq!(heartbeat.timer.period(), EVERY);
+        // The next tick is one whole interval after the write, so the
+        // longest silence a client sees is one interval, never more.
+        let next = heartbeat.tick().now_or_never();
+        assert!(next.is_none(), "no tick before the interval has passed");
+        assert!(heartbeat.ping_due(written + EVERY));
     }
 }

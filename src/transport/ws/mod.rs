@@ -119,6 +119,7 @@ pub async fn run(
             outbound,
             connection_id,
             principal: None,
+            token_deadline: None,
             subscriptions: Subscriptions::default(),
             garbage: 0,
         };
@@ -137,6 +138,8 @@ struct Connection {
     outbound: Outbound,
     connection_id: String,
     principal: Option<Principal>,
+    /// When `principal`'s token expires, as a timer deadline.
+    token_deadline: Option<Instant>,
     subscriptions: Subscriptions,
     garbage: u32,
 }
@@ -169,11 +172,20 @@ impl Connection {
             std::time::Instant::now(),
         );
         let auth_deadline = Instant::now() + AUTH_DEADLINE;
+        // Made once and kept pinned: a new timer or shutdown waiter on every
+        // turn of the loop would register and unregister once per event.
+        let mut shutdown = self.context.shutdown.signal();
+        let expiry = tokio::time::sleep_until(self.token_deadline.unwrap_or(auth_deadline));
+        tokio::pin!(expiry);
         loop {
-            let expiry = self.expiry().unwrap_or(auth_deadline);
+            // An `auth` message may have moved the deadline.
+            let due = self.token_deadline.unwrap_or(auth_deadline);
+            if expiry.deadline() != due {
+                expiry.as_mut().reset(due);
+            }
             tokio::select! {
                 biased;
-                () = self.context.shutdown.wait() => {
+                () = &mut shutdown => {
                     return closing(CloseReason::ShuttingDown, "server shutting down");
                 }
                 frame = messages.recv() => {
@@ -205,7 +217,7 @@ impl Connection {
                         return closing(CloseReason::ClientLeft, "");
                     }
                 }
-                () = tokio::time::sleep_until(expiry) => {
+                () = &mut expiry => {
                     let message = if self.principal.is_some() {
                         "token expired: reconnect or send a fresh `auth`"
                     } else {
@@ -215,11 +227,6 @@ impl Connection {
                 }
             }
         }
-    }
-
-    /// When the current token expires, as a timer deadline.
-    fn expiry(&self) -> Option<Instant> {
-        Some(Instant::now() + self.principal.as_ref()?.time_left())
     }
 
     fn authenticated(&mut self, principal: Principal) -> Result<(), Closing> {
@@ -232,10 +239,14 @@ impl Connection {
             }
             Some(_) => {
                 // A refreshed token: new subscriptions use its claims.
+                self.token_deadline = Some(Instant::now() + principal.time_left());
                 self.principal = Some(principal);
                 return Ok(());
             }
-            None => self.principal = Some(principal),
+            None => {
+                self.token_deadline = Some(Instant::now() + principal.time_left());
+                self.principal = Some(principal);
+            }
         }
         let welcome = ServerMessage::Welcome {
             connection_id: &self.connection_id,
