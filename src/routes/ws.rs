@@ -25,7 +25,10 @@ pub async fn ws(
         None => Ok(None),
     });
     let permit = admit_connection(&state)?;
-    let (response, session, messages) =
+    // actix-ws does the handshake and reads the client's frames; what the
+    // server sends goes through the session's own writer (see
+    // `transport::ws::outbound`), so its `Session` handle is not used.
+    let (upgrade, _session, messages) =
         actix_ws::handle(&req, body).map_err(|error| ApiError::BadRequest {
             code: "not_a_websocket",
             message: format!("this endpoint speaks WebSocket only: {error}"),
@@ -39,8 +42,7 @@ pub async fn ws(
         shutdown: state.shutdown.clone(),
         permit,
     };
-    actix_web::rt::spawn(ws::run(context, principal, session, messages));
-    Ok(response)
+    Ok(ws::open(context, principal, upgrade, messages))
 }
 
 /// A cookie rides along on any request the browser makes, including a

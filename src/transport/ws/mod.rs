@@ -10,7 +10,8 @@ mod subscriptions;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_ws::{CloseCode, Message, MessageStream, ProtocolError, Session};
+use actix_web::HttpResponse;
+use actix_ws::{CloseCode, Message, MessageStream, ProtocolError};
 use bytestring::ByteString;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::Instrument;
@@ -100,19 +101,34 @@ fn closing(reason: CloseReason, message: impl Into<String>) -> Closing {
     Closing(reason, message.into())
 }
 
-/// Runs a session to its end. `principal` is the identity from the upgrade
-/// request, if it carried a valid token.
-pub async fn run(
+/// Starts the session of an upgraded connection, on the current worker, and
+/// returns the response that completes the upgrade. `upgrade` and
+/// `messages` are actix-ws's handshake response and inbound frames;
+/// `principal` is the identity from the upgrade request, if it carried a
+/// valid token.
+pub fn open(
     context: Context,
     principal: Result<Option<Principal>, crate::auth::AuthError>,
-    session: Session,
+    upgrade: HttpResponse,
+    messages: MessageStream,
+) -> HttpResponse {
+    let (outbound, response) = Outbound::attach(upgrade, context.limits.subscriber_queue);
+    let session = run(context, principal, outbound, messages);
+    actix_web::rt::spawn(session);
+    response
+}
+
+/// Runs a session to its end.
+async fn run(
+    context: Context,
+    principal: Result<Option<Principal>, crate::auth::AuthError>,
+    outbound: Outbound,
     messages: MessageStream,
 ) {
     let connection_id = uuid::Uuid::new_v4().to_string();
     let span = tracing::info_span!("ws", connection_id = %connection_id);
     async move {
         let _gauge = GaugeGuard::hold(context.metrics.clone(), |m| &m.ws_connections);
-        let outbound = Outbound::spawn(session, context.limits.subscriber_queue);
         let messages = messages.max_frame_size(context.limits.ws_max_frame_bytes);
         let mut connection = Connection {
             context,
@@ -196,7 +212,11 @@ impl Connection {
                     if !rate.allow(std::time::Instant::now()) {
                         return closing(CloseReason::Policy, "message rate limit exceeded");
                     }
-                    if let Err(closing) = self.on_frame(frame).await {
+                    // Boxed: handling a client message may query the log,
+                    // and inlining those futures would make every idle
+                    // session's own future kilobytes larger. Client
+                    // messages are few (rate-limited); events are many.
+                    if let Err(closing) = Box::pin(self.on_frame(frame)).await {
                         return closing;
                     }
                 }
@@ -558,7 +578,9 @@ impl Connection {
                         return Ok(());
                     };
                     let start = Start::After(Since::Id(bounds.head));
-                    self.open_feed(patterns, principal, start, request_id, owes_caught_up)
+                    // Boxed: opening a feed queries the log, and this
+                    // future is part of every session's own (see `serve`).
+                    Box::pin(self.open_feed(patterns, principal, start, request_id, owes_caught_up))
                         .await
                 }
                 FeedEnd::Closed => Err(closing(CloseReason::ShuttingDown, "server shutting down")),
