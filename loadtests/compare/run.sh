@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # pushlog against nginx+nchan, in one run: the same loadgen scenarios
-# (`conns`, `fanout` at a set rate, `fanout` at saturation) against each
+# (`conns`, `fanout` at a set rate, `fanout` at saturation, `publish`) against each
 # server, one server at a time and a fresh server process per scenario, then
 # a table of the figures side by side with the ratios pushlog/nchan.
 #
@@ -8,7 +8,7 @@
 #   SMALL=1 loadtests/compare/run.sh        # a few hundred connections, seconds
 #
 # Sizes: CONNS, HOLD, FANOUT_SUBS, RATE, FANOUT_DURATION, SAT_SUBS,
-# SAT_DURATION, SAT_BATCH (events per pushlog publish at saturation, default
+# SAT_DURATION, PUBLISHERS, PUBLISH_DURATION, SAT_BATCH (events per pushlog publish at saturation, default
 # 1 like nchan), TRANSPORT (both|sse|ws). Binaries: PUSHLOG_BIN, LOADGEN_BIN
 # (built in release mode when not given), NGINX. Results go to
 # loadtests/compare/out/<UTC date>.jsonl (one loadgen result line per run,
@@ -24,6 +24,7 @@ if [[ "$SMALL" == 1 ]]; then
   : "${CONNS:=400}" "${HOLD:=3s}"
   : "${FANOUT_SUBS:=200}" "${FANOUT_DURATION:=3s}"
   : "${SAT_SUBS:=100}" "${SAT_DURATION:=3s}"
+  : "${PUBLISH_DURATION:=3s}"
   : "${RUN_TIMEOUT:=120}"
   # Short heartbeats, so that a few seconds' hold sees some.
   : "${HEARTBEAT_SECS:=1}" "${WS_PING_SECS:=2}"
@@ -31,10 +32,12 @@ else
   : "${CONNS:=19000}" "${HOLD:=30s}"
   : "${FANOUT_SUBS:=5000}" "${FANOUT_DURATION:=30s}"
   : "${SAT_SUBS:=1000}" "${SAT_DURATION:=10s}"
+  : "${PUBLISH_DURATION:=10s}"
   : "${RUN_TIMEOUT:=900}"
 fi
 : "${RATE:=10}" "${TRANSPORT:=both}" "${SAT_BATCH:=1}"
-: "${SERVERS:=pushlog nchan}" "${SCENARIOS:=conns fanout saturation}"
+: "${SERVERS:=pushlog nchan}" "${SCENARIOS:=conns fanout saturation publish}"
+: "${PUBLISHERS:=64}"
 : "${PUSHLOG_PORT:=18080}" "${NCHAN_PORT:=18090}"
 # Both servers get the same heartbeats: SSE every 15 s, WebSocket pings
 # every 30 s (pushlog's defaults).
@@ -65,7 +68,7 @@ for server in $SERVERS; do
   esac
 done
 for scenario in $SCENARIOS; do
-  case "$scenario" in conns | fanout | saturation) ;; *) die "unknown scenario $scenario" ;; esac
+  case "$scenario" in conns | fanout | saturation | publish) ;; *) die "unknown scenario $scenario" ;; esac
 done
 
 # Is anything answering on this loopback port?
@@ -237,6 +240,9 @@ run_scenario() {
       run_loadgen fanout "$server" "$url" fanout \
         --subscribers "$FANOUT_SUBS" --transport "$TRANSPORT" \
         --rate "$RATE" --duration "$FANOUT_DURATION" ;;
+    publish)
+      run_loadgen publish "$server" "$url" publish \
+        --publishers "$PUBLISHERS" --duration "$PUBLISH_DURATION" ;;
     saturation)
       # nchan publishes one message per request; pushlog may take batches
       # (SAT_BATCH), since one durable commit per request is what limits a

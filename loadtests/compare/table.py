@@ -82,7 +82,17 @@ FANOUT = [
     ("gaps + dup + out of order", "", "lower", delivery_problems),
     ("subscribers lost", "", "lower", subscriber_losses),
 ]
-SECTIONS = {"conns": CONNS, "fanout": FANOUT, "saturation": FANOUT}
+PUBLISH = [
+    ("events acknowledged/s", "", "higher", lambda l: dig(l, "publish", "events_per_sec")),
+    ("request latency p50", "ms", "lower", lambda l: ms(dig(l, "publish", "latency_us", "p50"))),
+    ("request latency p99", "ms", "lower", lambda l: ms(dig(l, "publish", "latency_us", "p99"))),
+    ("server CPU per event", "µs", "lower", lambda l: dig(l, "server_cpu_us_per_event")),
+    ("server CPU", "% core", "", lambda l: dig(l, "server", "cpu", "cpu_pct")),
+    ("loadgen CPU", "% core", "", lambda l: dig(l, "loadgen", "cpu", "cpu_pct")),
+    ("failed requests", "", "lower",
+     lambda l: None if dig(l, "publish", "errors") is None else sum(dig(l, "publish", "errors").values())),
+]
+SECTIONS = {"conns": CONNS, "fanout": FANOUT, "saturation": FANOUT, "publish": PUBLISH}
 
 
 def heading(label, line):
@@ -91,6 +101,10 @@ def heading(label, line):
     if label == "conns":
         return (f"conns: {params.get('connections', '?')} idle connections ({transport}), "
                 f"held {params.get('hold_secs', '?')} s")
+    if label == "publish":
+        return (f"publish: {params.get('publishers', '?')} concurrent publishers, "
+                f"{params.get('batch', '?')} event(s) per request, {params.get('duration_secs', '?')} s "
+                "(pushlog: durable, fsynced; nchan: in memory)")
     rate = params.get("rate", "?")
     rate = "as fast as the publisher goes" if rate == "max" else f"{rate} events/s"
     title = "fan-out at saturation" if label == "saturation" else "fan-out"
