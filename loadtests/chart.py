@@ -7,7 +7,8 @@ against the number of subscribers, one line per server and transport.
 
 Reads loadgen's one-JSON-line results (``scenario: "fanout"``); lines of other
 scenarios are ignored. A run with ``rate: "max"`` is a saturation point
-(deliveries/s); any other rate is a latency point. Standard library only, so
+(deliveries/s, one line per publish batch size); any other rate is a
+latency point. Standard library only, so
 that the chart comes from the same checkout that made the numbers.
 """
 
@@ -39,6 +40,7 @@ class Point:
     transport: str
     subscribers: int
     saturated: bool
+    batch: int
     p50_ms: float
     p99_ms: float
     deliveries_per_sec: float
@@ -65,6 +67,7 @@ def read_points(paths: list[Path]) -> list[Point]:
                     transport=params.get("transport", "both"),
                     subscribers=int(params["subscribers"]),
                     saturated=str(params.get("rate")) == "max",
+                    batch=int(params.get("batch", 1)),
                     p50_ms=latency["p50"] / 1000,
                     p99_ms=latency["p99"] / 1000,
                     deliveries_per_sec=float(delivery["deliveries_per_sec"]),
@@ -185,13 +188,17 @@ def draw(points: list[Point], caption: str) -> str:
             max(p.deliveries_per_sec for p in saturation) * 1.1,
         )
         body += panel.frame()
-        groups = defaultdict(list)
+        batches: dict[tuple[str, str, int], list[Point]] = defaultdict(list)
         for p in saturation:
-            groups[(p.server, p.transport)].append(p)
-        for (server, transport), group in sorted(groups.items()):
-            strong, _ = series_colours(server)
-            body += panel.line([(p.subscribers, p.deliveries_per_sec) for p in group], strong, False)
-            entry = (f"{server} {transport} deliveries/s", strong, False)
+            batches[(p.server, p.transport, p.batch)].append(p)
+        for (server, transport, batch), group in sorted(batches.items()):
+            strong, light = series_colours(server)
+            # A publisher sending batches is a different load: its own line.
+            batched = batch > 1
+            colour = light if batched else strong
+            body += panel.line([(p.subscribers, p.deliveries_per_sec) for p in group], colour, batched)
+            per = f", batches of {batch}" if batched else ""
+            entry = (f"{server} {transport} deliveries/s{per}", colour, batched)
             if entry not in legend:
                 legend.append(entry)
 

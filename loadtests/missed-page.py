@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""Times full 10,000-event pages of GET /events/missed from one client, the
+way a reconnecting front end asks for them: sequential requests on one
+keep-alive connection, each from a different cursor, over a log that already
+holds enough events (run a loadgen publish first). Prints one JSON line.
+
+    PUSHLOG_JWT_SECRET=... python3 loadtests/missed-page.py http://127.0.0.1:8080 [REQUESTS]
+
+Loopback URLs only; standard library only.
+"""
+
+import base64
+import hashlib
+import hmac
+import http.client
+import ipaddress
+import json
+import os
+import sys
+import time
+from urllib.parse import urlsplit
+
+PAGE = 10_000
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def reader_token(secret: bytes) -> str:
+    header = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    claims = b64url(json.dumps({"sub": "missed-page", "exp": int(time.time()) + 3600}).encode())
+    signature = b64url(hmac.new(secret, f"{header}.{claims}".encode(), hashlib.sha256).digest())
+    return f"{header}.{claims}.{signature}"
+
+
+def main() -> int:
+    if len(sys.argv) not in (2, 3) or "PUSHLOG_JWT_SECRET" not in os.environ:
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    url = urlsplit(sys.argv[1])
+    host = url.hostname or ""
+    if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
+        print(f"missed-page: {host} is not a loopback address", file=sys.stderr)
+        return 2
+    requests = int(sys.argv[2]) if len(sys.argv) == 3 else 40
+    token = reader_token(os.environ["PUSHLOG_JWT_SECRET"].encode())
+    conn = http.client.HTTPConnection(host, url.port or 80, timeout=30)
+
+    def get(path: str) -> dict:
+        conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+        response = conn.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise SystemExit(f"missed-page: {path} answered {response.status}: {body[:200]!r}")
+        return {"bytes": len(body), "page": json.loads(body)}
+
+    head = get("/events/missed?since=0&limit=1")["page"]["head"]
+    span = PAGE * (requests + 1)
+    if head < span:
+        raise SystemExit(f"missed-page: the log holds {head} events; publish at least {span} first")
+    times, sizes = [], []
+    for i in range(requests):
+        since = head - span + i * PAGE
+        started = time.perf_counter()
+        answer = get(f"/events/missed?since={since}&limit={PAGE}")
+        times.append((time.perf_counter() - started) * 1000)
+        events = answer["page"]["events"]
+        if len(events) != PAGE or events[0]["id"] != since + 1:
+            raise SystemExit(f"missed-page: the page after {since} is not the {PAGE} events after it")
+        sizes.append(answer["bytes"])
+    times.sort()
+    print(json.dumps({
+        "scenario": "missed_page",
+        "requests": requests,
+        "events_per_page": PAGE,
+        "bytes_per_page": [min(sizes), max(sizes)],
+        "latency_ms": {
+            "min": round(times[0], 1),
+            "p50": round(times[len(times) // 2], 1),
+            "p90": round(times[int(len(times) * 0.9)], 1),
+            "max": round(times[-1], 1),
+        },
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
