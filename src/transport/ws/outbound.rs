@@ -6,8 +6,10 @@
 //! while that queue has room. A client that reads slowly so slows its own
 //! feeds down (a replay goes at the client's pace), and one that falls too
 //! far behind while live overflows its hub queue and is closed with 4008.
-//! Control frames (ping, pong, close) take a separate lane that is served
-//! first, so a close goes out right after the bytes already written.
+//! Control frames (ping, pong) take a separate lane that is served first,
+//! and the close frame a slot of its own that is served before both, so a
+//! close goes out right after the bytes already written, even when the
+//! control lane is full (a client flooding pings is closed with 1008).
 //!
 //! The response body is the writer. The HTTP dispatcher polls it whenever
 //! the socket can take bytes; it encodes every frame that is ready into one
@@ -18,6 +20,7 @@
 //! delivery without them.)
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -29,8 +32,8 @@ use actix_ws::{CloseCode, CloseReason};
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use futures_util::Stream;
-use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot};
 
 /// Control frames in flight; a client flooding pings while not reading hits
 /// it and is dropped.
@@ -43,11 +46,13 @@ const CONTROL_QUEUE: usize = 16;
 type ControlFrame = Box<Control>;
 /// A chunk stops growing past this size; the rest goes in the next one.
 const MAX_CHUNK_BYTES: usize = 64 * 1024;
+/// RFC 6455: a control frame's payload is at most 125 bytes, two of which
+/// are the close code.
+const MAX_CLOSE_REASON_BYTES: usize = 123;
 
 enum Control {
     Ping,
     Pong(Bytes),
-    Close(CloseReason),
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -61,6 +66,7 @@ pub enum Unsent {
 pub struct Outbound {
     data: mpsc::Sender<ByteString>,
     control: mpsc::Sender<ControlFrame>,
+    close: oneshot::Sender<CloseReason>,
 }
 
 impl Outbound {
@@ -70,10 +76,12 @@ impl Outbound {
     pub fn attach(response: HttpResponse, capacity: usize) -> (Outbound, HttpResponse) {
         let (data, data_rx) = mpsc::channel(capacity.max(1));
         let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
+        let (close, close_rx) = oneshot::channel();
         let response = response.map_body(|_, upgrade| {
             FrameWriter {
                 data: data_rx,
                 control: control_rx,
+                close: Some(close_rx),
                 codec: Codec::new(),
                 buf: BytesMut::new(),
                 ended: false,
@@ -81,7 +89,14 @@ impl Outbound {
             }
             .boxed_body()
         });
-        (Outbound { data, control }, response)
+        (
+            Outbound {
+                data,
+                control,
+                close,
+            },
+            response,
+        )
     }
 
     pub fn text(&self, frame: ByteString) -> Result<(), Unsent> {
@@ -110,13 +125,14 @@ impl Outbound {
         self.control(Control::Pong(payload))
     }
 
-    /// Queues the close frame; it goes out after the bytes already written,
-    /// what is still queued is dropped, and the connection ends.
+    /// Sends the close frame after the bytes already written; what is still
+    /// queued is dropped, and the connection ends. A reason longer than a
+    /// control frame may carry is cut at a character boundary.
     pub fn close(self, code: CloseCode, reason: &str) {
-        let _ = self.control(Control::Close(CloseReason {
+        let _ = self.close.send(CloseReason {
             code,
-            description: Some(reason.to_owned()),
-        }));
+            description: Some(truncate(reason, MAX_CLOSE_REASON_BYTES).to_owned()),
+        });
     }
 
     fn control(&self, frame: Control) -> Result<(), Unsent> {
@@ -129,11 +145,26 @@ impl Outbound {
     }
 }
 
+/// The longest prefix of `text` of at most `max` bytes that ends on a
+/// character boundary.
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// The upgraded connection's response body: the frames the session queued,
 /// encoded as they become ready.
 struct FrameWriter {
     data: mpsc::Receiver<ByteString>,
     control: mpsc::Receiver<ControlFrame>,
+    /// Taken once it has resolved: the close frame, or the session gone.
+    close: Option<oneshot::Receiver<CloseReason>>,
     codec: Codec,
     buf: BytesMut,
     /// A close frame is written, or the session is gone: end after `buf`.
@@ -157,18 +188,28 @@ impl FrameWriter {
         }
     }
 
-    /// Encodes the control frames that are ready; the session going away
-    /// without a close (the client left) ends the connection too.
+    /// Encodes the close frame if the session sent it; the session going
+    /// away without one (the client left) ends the connection too.
+    fn take_close(&mut self, cx: &mut Context<'_>) {
+        let Some(close) = self.close.as_mut() else {
+            return;
+        };
+        let Poll::Ready(outcome) = Pin::new(close).poll(cx) else {
+            return;
+        };
+        self.close = None;
+        if let Ok(reason) = outcome {
+            self.encode(Message::Close(Some(reason)));
+        }
+        self.ended = true;
+    }
+
     fn take_control(&mut self, cx: &mut Context<'_>) {
         while !self.ended {
             match self.control.poll_recv(cx) {
                 Poll::Ready(Some(frame)) => match *frame {
                     Control::Ping => self.encode(Message::Ping(Bytes::new())),
                     Control::Pong(payload) => self.encode(Message::Pong(payload)),
-                    Control::Close(reason) => {
-                        self.encode(Message::Close(Some(reason)));
-                        self.ended = true;
-                    }
                 },
                 Poll::Ready(None) => self.ended = true,
                 Poll::Pending => return,
@@ -192,14 +233,36 @@ impl Stream for FrameWriter {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
+        this.take_close(cx);
         this.take_control(cx);
         this.take_data(cx);
         if !this.buf.is_empty() {
-            return Poll::Ready(Some(Ok(this.buf.split().freeze())));
+            // The buffer goes with the chunk rather than being reused, so a
+            // connection does not keep the largest burst it ever sent (a
+            // replay can fill a 64 KiB chunk) for the rest of its life.
+            return Poll::Ready(Some(Ok(std::mem::take(&mut this.buf).freeze())));
         }
         if this.ended {
             return Poll::Ready(None);
         }
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_close_reason_fits_a_control_frame_and_stays_valid_utf8() {
+        assert_eq!(truncate("short", MAX_CLOSE_REASON_BYTES), "short");
+        let long = "é".repeat(100); // 200 bytes, two per character
+        let cut = truncate(&long, MAX_CLOSE_REASON_BYTES);
+        assert_eq!(
+            cut.len(),
+            122,
+            "cut at the last boundary at or below 123 bytes"
+        );
+        assert!(long.starts_with(cut));
     }
 }
