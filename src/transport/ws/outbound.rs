@@ -252,6 +252,105 @@ impl Stream for FrameWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use actix_codec::Decoder;
+    use actix_http::ws::Frame;
+    use futures_util::task::noop_waker_ref;
+
+    /// What the client would read from the next chunk, if there is one.
+    fn next_chunk(body: &mut BoxBody) -> Poll<Option<Vec<Frame>>> {
+        let mut cx = Context::from_waker(noop_waker_ref());
+        match Pin::new(body).poll_next(&mut cx) {
+            Poll::Ready(Some(Ok(bytes))) => {
+                // Server frames are unmasked, as a client expects them.
+                let mut codec = Codec::new().client_mode();
+                let mut buf = BytesMut::from(&bytes[..]);
+                let mut frames = Vec::new();
+                while let Some(frame) = codec.decode(&mut buf).expect("a valid frame") {
+                    frames.push(frame);
+                }
+                assert!(buf.is_empty(), "the chunk holds whole frames only");
+                Poll::Ready(Some(frames))
+            }
+            Poll::Ready(Some(Err(_))) => unreachable!("the body never fails"),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn opened(capacity: usize) -> (Outbound, BoxBody) {
+        let (outbound, response) =
+            Outbound::attach(HttpResponse::SwitchingProtocols().finish(), capacity);
+        (outbound, response.into_body())
+    }
+
+    #[test]
+    fn frames_that_are_ready_go_out_together_pings_first() {
+        let (outbound, mut body) = opened(8);
+        assert!(
+            next_chunk(&mut body).is_pending(),
+            "nothing queued, nothing written"
+        );
+        outbound.text("one".into()).unwrap();
+        outbound.text("two".into()).unwrap();
+        outbound.ping().unwrap();
+        let Poll::Ready(Some(frames)) = next_chunk(&mut body) else {
+            panic!("a chunk");
+        };
+        assert_eq!(
+            frames,
+            vec![
+                Frame::Ping(Bytes::new()),
+                Frame::Text(Bytes::from_static(b"one")),
+                Frame::Text(Bytes::from_static(b"two")),
+            ]
+        );
+        assert!(next_chunk(&mut body).is_pending());
+    }
+
+    #[test]
+    fn a_full_queue_is_reported_and_room_returns_once_the_body_drains_it() {
+        let (outbound, mut body) = opened(2);
+        outbound.text("a".into()).unwrap();
+        outbound.text("b".into()).unwrap();
+        assert!(!outbound.has_room());
+        assert_eq!(outbound.text("c".into()), Err(Unsent::Full));
+        assert!(matches!(next_chunk(&mut body), Poll::Ready(Some(frames)) if frames.len() == 2));
+        assert!(outbound.has_room());
+    }
+
+    #[test]
+    fn a_close_goes_out_after_what_was_written_and_ends_the_body_dropping_the_rest() {
+        let (outbound, mut body) = opened(8);
+        outbound.text("written".into()).unwrap();
+        assert!(matches!(next_chunk(&mut body), Poll::Ready(Some(frames)) if frames.len() == 1));
+        outbound.text("still queued".into()).unwrap();
+        outbound.close(CloseCode::Other(4008), &"x".repeat(300));
+        let Poll::Ready(Some(frames)) = next_chunk(&mut body) else {
+            panic!("the close frame");
+        };
+        let [Frame::Close(Some(reason))] = frames.as_slice() else {
+            panic!("only the close frame, got {frames:?}");
+        };
+        assert_eq!(reason.code, CloseCode::Other(4008));
+        assert_eq!(
+            reason.description.as_deref().map(str::len),
+            Some(MAX_CLOSE_REASON_BYTES)
+        );
+        assert!(
+            matches!(next_chunk(&mut body), Poll::Ready(None)),
+            "the body ends"
+        );
+    }
+
+    #[test]
+    fn a_session_gone_without_a_close_ends_the_body() {
+        let (outbound, mut body) = opened(8);
+        drop(outbound);
+        assert!(
+            matches!(next_chunk(&mut body), Poll::Ready(None)),
+            "the body ends"
+        );
+    }
 
     #[test]
     fn a_close_reason_fits_a_control_frame_and_stays_valid_utf8() {
