@@ -17,7 +17,6 @@ use crate::probe::unix_micros;
 use crate::procstat::round1;
 use crate::publisher::ProbePublisher;
 use crate::report::{Checks, Outcome};
-use crate::worker::pool::Pool;
 use crate::worker::protocol::{Command, combine};
 
 pub async fn run(args: FanoutArgs) -> Result<Outcome, RunError> {
@@ -34,17 +33,7 @@ pub async fn run(args: FanoutArgs) -> Result<Outcome, RunError> {
 
     let before = usage.snapshot();
     super::warn_if_busy("fanout", &before);
-    progress(
-        "fanout",
-        &format!(
-            "subscribing {sse} SSE + {ws} WebSocket clients to {}",
-            setup.topic
-        ),
-    );
-    let (mut pool, opened) =
-        Pool::start(setup.worker_specs(sse, ws), setup.connect_bound()).await?;
-    usage.add_workers(pool.pids());
-    let (_, at_open) = combine(&opened);
+    let (mut pool, at_open) = super::subscribe_all("fanout", &setup, sse, ws, &mut usage).await?;
     let subscribed = at_open.live;
     progress(
         "fanout",

@@ -17,8 +17,8 @@ use crate::procstat::{self, Sample, cpu_between, round1};
 use crate::publisher::Channel;
 use crate::report::Outcome;
 use crate::token::{Credentials, CredentialsError};
-use crate::worker::pool::{PoolError, shares};
-use crate::worker::protocol::WorkerSpec;
+use crate::worker::pool::{Pool, PoolError, shares};
+use crate::worker::protocol::{Tally, WorkerSpec, combine};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -237,6 +237,29 @@ pub fn loadgen_figures(workers: usize, from: &Snapshot, to: &Snapshot) -> Value 
         }),
         _ => json!({"workers": workers}),
     }
+}
+
+/// Opens `sse` + `ws` subscribers to the run's topic, spread over worker
+/// processes, and counts the workers into `usage`; returns the pool and the
+/// tally as the connections opened.
+pub async fn subscribe_all(
+    scenario: &str,
+    setup: &Setup,
+    sse: u32,
+    ws: u32,
+    usage: &mut Watch,
+) -> Result<(Pool, Tally), RunError> {
+    progress(
+        scenario,
+        &format!(
+            "subscribing {sse} SSE + {ws} WebSocket clients to {}",
+            setup.topic
+        ),
+    );
+    let (pool, opened) = Pool::start(setup.worker_specs(sse, ws), setup.connect_bound()).await?;
+    usage.add_workers(pool.pids());
+    let (_, at_open) = combine(&opened);
+    Ok((pool, at_open))
 }
 
 /// Server CPU percent over a window, if measured.

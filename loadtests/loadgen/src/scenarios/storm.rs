@@ -16,7 +16,6 @@ use crate::http::HttpClient;
 use crate::procstat::round1;
 use crate::publisher::ProbePublisher;
 use crate::report::{Checks, Outcome};
-use crate::worker::pool::Pool;
 use crate::worker::protocol::{Command, combine};
 
 /// Events per request while building the backlog: big enough to be quick,
@@ -42,17 +41,7 @@ pub async fn run(args: StormArgs) -> Result<Outcome, RunError> {
     let before = usage.snapshot();
     super::warn_if_busy("storm", &before);
 
-    progress(
-        "storm",
-        &format!(
-            "subscribing {sse} SSE + {ws} WebSocket clients to {}",
-            setup.topic
-        ),
-    );
-    let (mut pool, opened) =
-        Pool::start(setup.worker_specs(sse, ws), setup.connect_bound()).await?;
-    usage.add_workers(pool.pids());
-    let (_, at_open) = combine(&opened);
+    let (mut pool, at_open) = super::subscribe_all("storm", &setup, sse, ws, &mut usage).await?;
     let client = HttpClient::new(setup.dialer.clone(), 0, setup.common.url.clone());
     let mut publisher = ProbePublisher::new(client, channel);
     let publish_failed = |e: crate::publisher::AmbiguousPublish| RunError::Setup(e.to_string());
