@@ -363,6 +363,17 @@ async fn read_body<R: AsyncRead + Unpin>(
     }
 }
 
+/// The `error` code of a pushlog JSON error body (`{"error": …}`), or `-`.
+pub fn error_code(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct ErrorBody {
+        error: String,
+    }
+    serde_json::from_slice::<ErrorBody>(body)
+        .map(|b| b.error)
+        .unwrap_or_else(|_| "-".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

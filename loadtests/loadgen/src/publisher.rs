@@ -132,9 +132,10 @@ fn classify(server: Server, first_seq: u64, response: &Response) -> Outcome {
             last_id: first_seq + 1,
             events: 1,
         },
-        (Server::Pushlog, status) => {
-            Outcome::Rejected(format!("status_{status}_{}", error_code(&response.body)))
-        }
+        (Server::Pushlog, status) => Outcome::Rejected(format!(
+            "status_{status}_{}",
+            crate::http::error_code(&response.body)
+        )),
         (Server::Nchan, status) => Outcome::Rejected(format!("status_{status}")),
     }
 }
@@ -159,16 +160,6 @@ pub enum Outcome {
     Rejected(String),
     /// The connection failed mid-request: it may or may not have committed.
     Ambiguous(String),
-}
-
-fn error_code(body: &[u8]) -> String {
-    #[derive(Deserialize)]
-    struct ErrorBody {
-        error: String,
-    }
-    serde_json::from_slice::<ErrorBody>(body)
-        .map(|b| b.error)
-        .unwrap_or_else(|_| "-".into())
 }
 
 /// What a publisher did.

@@ -109,17 +109,6 @@ pub struct SseStream {
     messages: VecDeque<SseMessage>,
 }
 
-/// The `error` code of a JSON error body, or `-`.
-fn error_code(body: &[u8]) -> String {
-    #[derive(Deserialize)]
-    struct ErrorBody {
-        error: String,
-    }
-    serde_json::from_slice::<ErrorBody>(body)
-        .map(|b| b.error)
-        .unwrap_or_else(|_| "-".into())
-}
-
 /// The request that opens the stream.
 fn request(subscription: &Subscription<'_>) -> String {
     let path = subscription.path(Transport::Sse);
@@ -159,7 +148,7 @@ impl SseStream {
                             break;
                         }
                     }
-                    error_code(&raw)
+                    crate::http::error_code(&raw)
                 }
                 _ => "-".into(),
             };

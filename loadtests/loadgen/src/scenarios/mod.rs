@@ -6,6 +6,7 @@ pub mod fanout;
 pub mod publish;
 pub mod storm;
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -260,6 +261,15 @@ pub async fn subscribe_all(
     usage.add_workers(pool.pids());
     let (_, at_open) = combine(&opened);
     Ok((pool, at_open))
+}
+
+/// Each transport's tally as figures, keyed by transport name.
+pub fn transport_figures(per_transport: &BTreeMap<String, Tally>) -> Value {
+    per_transport
+        .iter()
+        .map(|(name, tally)| (name.clone(), json!(tally.view())))
+        .collect::<Map<String, Value>>()
+        .into()
 }
 
 /// Server CPU percent over a window, if measured.

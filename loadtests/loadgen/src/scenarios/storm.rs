@@ -227,11 +227,7 @@ pub async fn run(args: StormArgs) -> Result<Outcome, RunError> {
     );
     figures.insert(
         "transports".into(),
-        per_transport
-            .iter()
-            .map(|(name, tally)| (name.clone(), json!(tally.view())))
-            .collect::<Map<String, Value>>()
-            .into(),
+        super::transport_figures(&per_transport),
     );
     figures.insert(
         "server".into(),
