@@ -22,6 +22,7 @@ pub mod config;
 pub mod cursor;
 pub mod error;
 pub mod event;
+pub mod front;
 pub mod hub;
 pub mod limits;
 pub mod metrics;

@@ -5,12 +5,18 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::Server;
-use actix_web::{App, HttpServer, web};
+use actix_http::HttpService;
+use actix_http::body::BoxBody;
+use actix_server::{GracefulShutdownSignal, Server};
+use actix_service::{ServiceFactory, fn_factory, fn_service, map_config};
+use actix_web::dev::{AppConfig, ServiceRequest, ServiceResponse};
+use actix_web::{App, web};
+use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 use crate::auth::{Authenticator, KeyError};
 use crate::config::Config;
+use crate::front::{self, Rewind};
 use crate::hub::Hub;
 use crate::limits::{ConnectionLimiter, Limits};
 use crate::metrics::Metrics;
@@ -60,6 +66,66 @@ pub fn authenticator(config: &Config) -> Result<(Authenticator, bool), StartupEr
     }
     let secret: [u8; 32] = rand::random();
     Ok((Authenticator::from_secret(&secret)?, true))
+}
+
+/// actix's default: how long a client may take to send a request head.
+const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The application: every route, on the shared state.
+fn app(
+    state: web::Data<AppState>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<BoxBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(state)
+        .configure(routes::configure)
+        .default_service(web::to(routes::not_found))
+}
+
+/// What serves each accepted connection, one per worker: the connection
+/// front, with the application twice behind it, once for the stream
+/// requests the front serves itself and once inside actix's HTTP/1
+/// dispatcher for everything else (see `front`).
+fn connections(
+    state: web::Data<AppState>,
+    stopping: GracefulShutdownSignal,
+) -> impl ServiceFactory<TcpStream, Config = (), Response = (), Error = (), InitError = ()> {
+    let dispatcher = HttpService::<Rewind<TcpStream>, _, _>::build()
+        .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+        // Kept-alive idle connections close when the server stops instead
+        // of holding the stop up until their keep-alive runs out, as under
+        // actix-web's own server. (The drain starts earlier: until the stop,
+        // a request is answered, if only with `503 shutting_down`.)
+        .graceful_shutdown_signal(move || {
+            let stopping = stopping.clone();
+            async move { stopping.notified().await }
+        })
+        .h1(map_config(app(state.clone()), |()| AppConfig::default()));
+    let streams = map_config(app(state), |()| AppConfig::default());
+    fn_factory(move || {
+        let dispatcher = dispatcher.new_service(());
+        let streams = streams.new_service(());
+        async move {
+            let dispatcher = std::rc::Rc::new(dispatcher.await?);
+            let streams = std::rc::Rc::new(streams.await?);
+            Ok::<_, ()>(fn_service(move |io: TcpStream| {
+                let dispatcher = dispatcher.clone();
+                let streams = streams.clone();
+                async move {
+                    front::serve_connection(io, &*dispatcher, &*streams, CLIENT_REQUEST_TIMEOUT)
+                        .await;
+                    Ok::<(), ()>(())
+                }
+            }))
+        }
+    })
 }
 
 /// A running pushlog, before it is awaited.
@@ -119,30 +185,21 @@ impl Application {
             connections: ConnectionLimiter::new(config.max_connections),
             shutdown,
         });
-        let app_state = state.clone();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(app_state.clone())
-                .configure(routes::configure)
-                .default_service(web::to(routes::not_found))
-        })
-        // Pushes are small writes that must leave at once: without
-        // TCP_NODELAY, Nagle's algorithm holds a frame back until the peer's
-        // delayed ACK (~40 ms) whenever an earlier one is unacknowledged.
-        .on_connect(|connection, _| {
-            if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
-                let _ = tcp.set_nodelay(true);
-            }
-        })
-        // Signals are ours: shutdown must drain streams before the server
-        // stops, which actix's own handling would not do.
-        .disable_signals()
-        .shutdown_timeout(config.shutdown_grace_secs)
-        // A reconnect storm opens thousands of connections at once.
-        .backlog(8192)
-        .listen(listener)
-        .map_err(StartupError::Server)?
-        .run();
+        let builder = Server::build();
+        let stopping = builder.graceful_shutdown_signal();
+        let server = builder
+            // Signals are ours: shutdown must drain streams before the
+            // server stops, which actix's own handling would not do.
+            .disable_signals()
+            .shutdown_timeout(config.shutdown_grace_secs)
+            // A reconnect storm opens thousands of connections at once.
+            .backlog(8192)
+            .listen("pushlog", listener, {
+                let state = state.clone();
+                move || connections(state.clone(), stopping.clone())
+            })
+            .map_err(StartupError::Server)?
+            .run();
         tracing::info!(port, database = %config.database_url, "pushlog listening");
         Ok(Application {
             port,

@@ -8,6 +8,7 @@ mod auth;
 mod cli;
 mod durability;
 mod filtering;
+mod front;
 mod handover;
 mod metrics;
 mod missed;

@@ -1,0 +1,164 @@
+//! Serving one stream request on the bare socket: the application answers
+//! it as it would under actix's dispatcher, and this module carries the
+//! answer, for as long as it streams, with no buffers of its own.
+
+use std::future::poll_fn;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use actix_http::body::{BoxBody, MessageBody};
+use actix_http::{BoxedPayloadStream, Method, Payload, Request, Response, Version};
+use actix_service::Service;
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::head::{StreamHead, StreamRoute};
+use super::payload::{self, PayloadSender};
+use super::response::{Framing, encode_head, end_body, write_body};
+
+/// Client bytes read at a time: a WebSocket client's messages are small and
+/// rate-limited, and an SSE client sends nothing at all.
+const READ_CHUNK_BYTES: usize = 512;
+/// How long a finished connection waits for the client to close its side,
+/// so the last bytes are not cut off by a reset. actix's default.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Serves `head` with `app`, then closes the connection.
+pub async fn serve<IO, S>(
+    mut io: IO,
+    peer: Option<SocketAddr>,
+    head: StreamHead,
+    rest: BytesMut,
+    app: &S,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin,
+    S: Service<Request, Error = actix_web::Error>,
+    S::Response: Into<Response<BoxBody>>,
+{
+    // A WebSocket's frames reach the session as the request's payload, as
+    // they would from actix; an event stream's request has none.
+    let (mut payload, request) = match head.route {
+        StreamRoute::WebSocket => {
+            let (mut sender, stream) = payload::channel();
+            if !rest.is_empty() {
+                sender.feed(rest.freeze());
+            }
+            let stream: BoxedPayloadStream = Box::pin(stream);
+            let payload = Payload::from(stream);
+            (Some(sender), Request::with_payload(payload))
+        }
+        StreamRoute::ServerSentEvents => (None, Request::new()),
+    };
+    let request = with_head(request, head, peer);
+    let response: Response<BoxBody> = match app.call(request).await {
+        Ok(response) => response.into(),
+        Err(error) => error.error_response().into(),
+    };
+    let (response, body) = response.into_parts();
+    let size = body.size();
+    let framing = Framing::of(response.status(), size);
+    let head = encode_head(response.head(), size, framing);
+    drop(response);
+    if io.write_all(&head).await.is_ok() {
+        drop(head);
+        carry(&mut io, body, framing, payload.as_mut()).await;
+    }
+    linger(io).await;
+}
+
+fn with_head(mut request: Request, head: StreamHead, peer: Option<SocketAddr>) -> Request {
+    let target = request.head_mut();
+    target.method = Method::GET;
+    target.uri = head.uri;
+    target.version = Version::HTTP_11;
+    target.headers = head.headers;
+    target.peer_addr = peer;
+    request
+}
+
+/// Writes the body as it comes until it ends or the client leaves, and
+/// meanwhile reads the client: into `payload` when there is one (a
+/// WebSocket), else only to notice that it left.
+async fn carry<IO>(
+    io: &mut IO,
+    body: BoxBody,
+    framing: Framing,
+    mut payload: Option<&mut PayloadSender>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut body = std::pin::pin!(body);
+    let mut scratch = [0u8; READ_CHUNK_BYTES];
+    let mut client_open = true;
+    loop {
+        tokio::select! {
+            biased;
+            read = read_client(io, payload.as_deref(), &mut scratch), if client_open => match (read, payload.as_deref_mut()) {
+                (Ok(0) | Err(_), Some(payload)) => {
+                    // The session sees the end of its frames and winds
+                    // down; the body ends after whatever it still says.
+                    payload.feed_eof();
+                    client_open = false;
+                }
+                // Nobody is left to stream to.
+                (Ok(0) | Err(_), None) => return,
+                (Ok(n), Some(payload)) => payload.feed(Bytes::copy_from_slice(&scratch[..n])),
+                // An event stream's client has nothing to say.
+                (Ok(_), None) => {}
+            },
+            chunk = poll_fn(|cx| body.as_mut().poll_next(cx)) => match chunk {
+                Some(Ok(data)) => {
+                    if write_body(io, framing, &data).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Err(error)) => {
+                    // Ending without the last chunk tells the client the
+                    // body broke off.
+                    tracing::debug!(error = %error, "stream body failed");
+                    return;
+                }
+                None => {
+                    let _ = end_body(io, framing).await;
+                    return;
+                }
+            },
+        }
+    }
+}
+
+/// Reads what the client sent, waiting first while `payload` is full so a
+/// client flooding the server is held back by TCP instead of buffered.
+async fn read_client<IO>(
+    io: &mut IO,
+    payload: Option<&PayloadSender>,
+    scratch: &mut [u8],
+) -> io::Result<usize>
+where
+    IO: AsyncRead + Unpin,
+{
+    if let Some(payload) = payload {
+        payload.room().await;
+    }
+    io.read(scratch).await
+}
+
+/// Sends FIN, then reads until the client closes too (or `LINGER` passes),
+/// so bytes it sent last do not make the kernel reset the connection
+/// before it has read ours.
+async fn linger<IO>(mut io: IO)
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let _ = io.shutdown().await;
+    let mut scratch = [0u8; READ_CHUNK_BYTES];
+    let drain = async {
+        while let Ok(n) = io.read(&mut scratch).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
+}
