@@ -6,6 +6,8 @@
 //!
 //! Dependencies point one way, from the edge inwards:
 //!
+//! - [`front`]: each accepted connection; stream requests on the bare
+//!   socket, everything else through actix's HTTP/1 dispatcher.
 //! - [`routes`]: HTTP handlers; parse input, authenticate, answer.
 //! - [`transport`]: session loops that carry a feed to a client (SSE).
 //! - [`replay`]: the live/replay handover every transport shares.

@@ -78,6 +78,14 @@ impl PayloadSender {
     }
 }
 
+impl Drop for PayloadSender {
+    /// A reader that stops, for whatever reason, ends the stream: the
+    /// session must not wait for frames that cannot come.
+    fn drop(&mut self) {
+        self.feed_eof();
+    }
+}
+
 /// The session's end: a stream of chunks that ends at the client's EOF.
 pub struct PayloadStream {
     inner: Rc<RefCell<Inner>>,
@@ -135,6 +143,15 @@ mod tests {
         assert!(sender.room().now_or_never().is_none(), "room while full");
         stream.next().await.unwrap().unwrap();
         assert!(sender.room().now_or_never().is_some(), "no room once read");
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_stops_ends_the_stream() {
+        let (mut sender, mut stream) = channel();
+        sender.feed(Bytes::from_static(b"last"));
+        drop(sender);
+        assert_eq!(stream.next().await.unwrap().unwrap(), "last");
+        assert!(stream.next().await.is_none());
     }
 
     #[tokio::test]

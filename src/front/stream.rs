@@ -5,13 +5,15 @@
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use actix_http::body::{BoxBody, MessageBody};
 use actix_http::{BoxedPayloadStream, Method, Payload, Request, Response, Version};
 use actix_service::Service;
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::head::{StreamHead, StreamRoute};
 use super::payload::{self, PayloadSender};
@@ -38,20 +40,28 @@ pub async fn serve<IO, S>(
 {
     // A WebSocket's frames reach the session as the request's payload, as
     // they would from actix; an event stream's request has none.
+    // `rest` shares the allocation the head was read into: it must not
+    // live on with the connection.
     let (mut payload, request) = match head.route {
         StreamRoute::WebSocket => {
             let (mut sender, stream) = payload::channel();
             if !rest.is_empty() {
-                sender.feed(rest.freeze());
+                sender.feed(Bytes::copy_from_slice(&rest));
             }
+            drop(rest);
             let stream: BoxedPayloadStream = Box::pin(stream);
             let payload = Payload::from(stream);
             (Some(sender), Request::with_payload(payload))
         }
-        StreamRoute::ServerSentEvents => (None, Request::new()),
+        StreamRoute::ServerSentEvents => {
+            drop(rest);
+            (None, Request::new())
+        }
     };
     let request = with_head(request, head, peer);
-    let response: Response<BoxBody> = match app.call(request).await {
+    // Boxed: the application's future is needed only until it answers, and
+    // inline it would make every connection's own future larger for good.
+    let response: Response<BoxBody> = match Box::pin(app.call(request)).await {
         Ok(response) => response.into(),
         Err(error) => error.error_response().into(),
     };
@@ -89,21 +99,20 @@ async fn carry<IO>(
     IO: AsyncRead + AsyncWrite + Unpin,
 {
     let mut body = std::pin::pin!(body);
-    let mut scratch = [0u8; READ_CHUNK_BYTES];
     let mut client_open = true;
     loop {
         tokio::select! {
             biased;
-            read = read_client(io, payload.as_deref(), &mut scratch), if client_open => match (read, payload.as_deref_mut()) {
-                (Ok(0) | Err(_), Some(payload)) => {
+            read = read_client(io, payload.as_deref()), if client_open => match (read, payload.as_deref_mut()) {
+                (Ok(None) | Err(_), Some(payload)) => {
                     // The session sees the end of its frames and winds
                     // down; the body ends after whatever it still says.
                     payload.feed_eof();
                     client_open = false;
                 }
                 // Nobody is left to stream to.
-                (Ok(0) | Err(_), None) => return,
-                (Ok(n), Some(payload)) => payload.feed(Bytes::copy_from_slice(&scratch[..n])),
+                (Ok(None) | Err(_), None) => return,
+                (Ok(Some(data)), Some(payload)) => payload.feed(data),
                 // An event stream's client has nothing to say.
                 (Ok(_), None) => {}
             },
@@ -128,20 +137,34 @@ async fn carry<IO>(
     }
 }
 
-/// Reads what the client sent, waiting first while `payload` is full so a
-/// client flooding the server is held back by TCP instead of buffered.
-async fn read_client<IO>(
-    io: &mut IO,
-    payload: Option<&PayloadSender>,
-    scratch: &mut [u8],
-) -> io::Result<usize>
+/// Reads what the client sent (`None` at its end), waiting first while
+/// `payload` is full so a client flooding the server is held back by TCP
+/// instead of buffered.
+async fn read_client<IO>(io: &mut IO, payload: Option<&PayloadSender>) -> io::Result<Option<Bytes>>
 where
     IO: AsyncRead + Unpin,
 {
     if let Some(payload) = payload {
         payload.room().await;
     }
-    io.read(scratch).await
+    poll_fn(|cx| poll_read_chunk(io, cx)).await
+}
+
+/// One read, into a buffer on the stack of this poll: an idle connection's
+/// future holds no read buffer while it waits, only what was read is copied
+/// out.
+fn poll_read_chunk<IO>(io: &mut IO, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>>
+where
+    IO: AsyncRead + Unpin,
+{
+    let mut scratch = [0u8; READ_CHUNK_BYTES];
+    let mut buf = ReadBuf::new(&mut scratch);
+    match Pin::new(io).poll_read(cx, &mut buf) {
+        Poll::Ready(Ok(())) if buf.filled().is_empty() => Poll::Ready(Ok(None)),
+        Poll::Ready(Ok(())) => Poll::Ready(Ok(Some(Bytes::copy_from_slice(buf.filled())))),
+        Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+        Poll::Pending => Poll::Pending,
+    }
 }
 
 /// Sends FIN, then reads until the client closes too (or `LINGER` passes),
@@ -152,13 +175,7 @@ where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
     let _ = io.shutdown().await;
-    let mut scratch = [0u8; READ_CHUNK_BYTES];
-    let drain = async {
-        while let Ok(n) = io.read(&mut scratch).await {
-            if n == 0 {
-                break;
-            }
-        }
-    };
+    let drain =
+        async { while let Ok(Some(_)) = poll_fn(|cx| poll_read_chunk(&mut io, cx)).await {} };
     let _ = tokio::time::timeout(LINGER, drain).await;
 }

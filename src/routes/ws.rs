@@ -25,11 +25,9 @@ pub async fn ws(
         None => Ok(None),
     });
     let permit = admit_connection(&state)?;
-    // actix-ws does the handshake and reads the client's frames; what the
-    // server sends goes through the session's own writer (see
-    // `transport::ws::outbound`), so its `Session` handle is not used.
-    let (upgrade, _session, messages) =
-        actix_ws::handle(&req, body).map_err(|error| ApiError::BadRequest {
+    let upgrade = actix_http::ws::handshake(req.head())
+        .map(|mut response| HttpResponse::from(response.finish().map_into_boxed_body()))
+        .map_err(|error| ApiError::BadRequest {
             code: "not_a_websocket",
             message: format!("this endpoint speaks WebSocket only: {error}"),
         })?;
@@ -42,7 +40,7 @@ pub async fn ws(
         shutdown: state.shutdown.clone(),
         permit,
     };
-    Ok(ws::open(context, principal, upgrade, messages))
+    Ok(ws::open(context, principal, upgrade, body.into_inner()))
 }
 
 /// A cookie rides along on any request the browser makes, including a

@@ -2,6 +2,7 @@
 //! client frames, the connection's feeds, the heartbeat, the token's expiry
 //! and shutdown. Sends never wait on the client (see [`outbound`]).
 
+mod inbound;
 mod outbound;
 mod protocol;
 mod rate;
@@ -10,8 +11,8 @@ mod subscriptions;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_http::ws::{CloseCode, Message, ProtocolError};
 use actix_web::HttpResponse;
-use actix_ws::{CloseCode, Message, MessageStream, ProtocolError};
 use bytestring::ByteString;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::Instrument;
@@ -25,6 +26,7 @@ use crate::metrics::{GaugeGuard, Metrics};
 use crate::replay::{Feed, FeedEnd, OpenError, ResetReason, Start, Unresumable};
 use crate::shutdown::Shutdown;
 use crate::store::{EventLog, LogBounds};
+use inbound::Inbound;
 use outbound::{Outbound, Unsent};
 use protocol::{ClientMessage, RequestId, ServerMessage};
 use subscriptions::{Reopen, Subscriptions, Update};
@@ -103,16 +105,18 @@ fn closing(reason: CloseReason, message: impl Into<String>) -> Closing {
 
 /// Starts the session of an upgraded connection, on the current worker, and
 /// returns the response that completes the upgrade. `upgrade` and
-/// `messages` are actix-ws's handshake response and inbound frames;
+/// `upgrade` is the handshake response, `payload` the upgraded request's
+/// body, which carries the client's frames;
 /// `principal` is the identity from the upgrade request, if it carried a
 /// valid token.
 pub fn open(
     context: Context,
     principal: Result<Option<Principal>, crate::auth::AuthError>,
     upgrade: HttpResponse,
-    messages: MessageStream,
+    payload: actix_web::dev::Payload,
 ) -> HttpResponse {
     let (outbound, response) = Outbound::attach(upgrade, context.limits.subscriber_queue);
+    let messages = Inbound::new(payload, context.limits.ws_max_frame_bytes);
     let session = run(context, principal, outbound, messages);
     actix_web::rt::spawn(session);
     response
@@ -123,13 +127,12 @@ async fn run(
     context: Context,
     principal: Result<Option<Principal>, crate::auth::AuthError>,
     outbound: Outbound,
-    messages: MessageStream,
+    messages: Inbound,
 ) {
     let connection_id = uuid::Uuid::new_v4().to_string();
     let span = tracing::info_span!("ws", connection_id = %connection_id);
     async move {
         let _gauge = GaugeGuard::hold(context.metrics.clone(), |m| &m.ws_connections);
-        let messages = messages.max_frame_size(context.limits.ws_max_frame_bytes);
         let mut connection = Connection {
             context,
             outbound,
@@ -164,7 +167,7 @@ impl Connection {
     async fn serve(
         &mut self,
         principal: Result<Option<Principal>, crate::auth::AuthError>,
-        mut messages: MessageStream,
+        mut messages: Inbound,
     ) -> Closing {
         match principal {
             Ok(Some(principal)) => {
