@@ -137,6 +137,12 @@ pub struct Config {
     /// Seconds to let in-flight requests finish on shutdown.
     #[arg(long, env = "PUSHLOG_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
+
+    /// Seconds a stream's write may wait on a client that reads nothing
+    /// before the connection is dropped.
+    #[arg(long, env = "PUSHLOG_STALLED_WRITE_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub stalled_write_secs: u64,
 }
 
 impl Config {

@@ -70,6 +70,8 @@ pub fn authenticator(config: &Config) -> Result<(Authenticator, bool), StartupEr
 
 /// actix's default: how long a client may take to send a request head.
 const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// actix-web's default linger for a closing connection.
+const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The application: every route, on the shared state.
 fn app(
@@ -96,9 +98,15 @@ fn app(
 fn connections(
     state: web::Data<AppState>,
     stopping: GracefulShutdownSignal,
+    local_addr: std::net::SocketAddr,
+    timeouts: front::Timeouts,
 ) -> impl ServiceFactory<TcpStream, Config = (), Response = (), Error = (), InitError = ()> {
     let dispatcher = HttpService::<Rewind<TcpStream>, _, _>::build()
         .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+        // actix-web's default: a closing connection waits this long for the
+        // client to take the answer, so unread request bytes do not reset it.
+        .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
+        .local_addr(local_addr)
         // Kept-alive idle connections close when the server stops instead
         // of holding the stop up until their keep-alive runs out, as under
         // actix-web's own server. (The drain starts earlier: until the stop,
@@ -119,8 +127,7 @@ fn connections(
                 let dispatcher = dispatcher.clone();
                 let streams = streams.clone();
                 async move {
-                    front::serve_connection(io, &*dispatcher, &*streams, CLIENT_REQUEST_TIMEOUT)
-                        .await;
+                    front::serve_connection(io, &*dispatcher, &*streams, timeouts).await;
                     Ok::<(), ()>(())
                 }
             }))
@@ -160,7 +167,8 @@ impl Application {
         config: &Config,
         auth: Authenticator,
     ) -> Result<Application, StartupError> {
-        let port = listener.local_addr().map_err(StartupError::Server)?.port();
+        let local_addr = listener.local_addr().map_err(StartupError::Server)?;
+        let port = local_addr.port();
         let opened = EventLog::open(&config.database_url).await?;
         let metrics = Arc::new(Metrics::default());
         let hub = Hub::new(
@@ -196,7 +204,11 @@ impl Application {
             .backlog(8192)
             .listen("pushlog", listener, {
                 let state = state.clone();
-                move || connections(state.clone(), stopping.clone())
+                let timeouts = front::Timeouts {
+                    request: CLIENT_REQUEST_TIMEOUT,
+                    stalled_write: Duration::from_secs(config.stalled_write_secs),
+                };
+                move || connections(state.clone(), stopping.clone(), local_addr, timeouts)
             })
             .map_err(StartupError::Server)?
             .run();

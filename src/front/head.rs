@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use actix_http::header::{HeaderMap, HeaderName, HeaderValue, UPGRADE};
+use actix_http::header::{
+    CONTENT_LENGTH, HOST, HeaderMap, HeaderName, HeaderValue, TRANSFER_ENCODING, UPGRADE,
+};
 use actix_http::{Method, Uri};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -43,6 +45,8 @@ pub enum FirstRequest {
     /// Anything else, complete or not, valid or not: actix serves it,
     /// starting from the bytes already read.
     Other(BytesMut),
+    /// The client did not finish a head in time: answered `408`, closed.
+    TimedOut,
     /// The client left before finishing a head.
     Gone,
 }
@@ -77,9 +81,10 @@ where
             let rest = buf.split_off(len);
             FirstRequest::Stream { head, rest }
         }
-        // Too long, not a stream, or too slow: actix has the answers
-        // (431, 400, 408) for all of these.
-        Ok(None) | Err(_) => FirstRequest::Other(buf),
+        // Too long or not a stream: actix has the answers (431, 400).
+        Ok(None) => FirstRequest::Other(buf),
+        // Not handed on: actix would start its own timeout afresh.
+        Err(_) => FirstRequest::TimedOut,
     }
 }
 
@@ -117,6 +122,14 @@ fn stream_head(request: &httparse::Request<'_, '_>) -> Option<StreamHead> {
         let name = HeaderName::from_bytes(header.name.as_bytes()).ok()?;
         let value = HeaderValue::from_bytes(header.value).ok()?;
         headers.append(name, value);
+    }
+    // A stream request has no body, and names one host. Anything else is
+    // left to actix, which answers it (400, mostly), so that the two paths
+    // never read the same bytes two ways.
+    let hosts = headers.get_all(HOST).count();
+    if hosts != 1 || headers.contains_key(CONTENT_LENGTH) || headers.contains_key(TRANSFER_ENCODING)
+    {
+        return None;
     }
     let route = match path {
         "/events/stream" => StreamRoute::ServerSentEvents,
@@ -162,8 +175,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_websocket_upgrade_keeps_the_frames_sent_after_its_head() {
-        let request =
-            b"GET /ws HTTP/1.1\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n\r\n\x81\x85";
+        let request = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n\r\n\x81\x85";
         let FirstRequest::Stream { head, rest } = first(request).await else {
             panic!("not classified as a stream");
         };
@@ -177,6 +189,10 @@ mod tests {
             &b"POST /events HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"[..],
             b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n",
             b"GET /events/stream HTTP/1.0\r\n\r\n",
+            b"GET /events/stream HTTP/1.1\r\n\r\n",
+            b"GET /events/stream HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            b"GET /events/stream HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"GARBAGE\r\n\r\n",
         ] {
             let FirstRequest::Other(read) = first(request).await else {
@@ -195,6 +211,33 @@ mod tests {
             first(b"GET /events/str").await,
             FirstRequest::Gone
         ));
+    }
+
+    #[tokio::test]
+    async fn a_head_in_pieces_is_read_whole() {
+        let (mut client, mut server) = tokio::io::duplex(64);
+        let reading =
+            tokio::spawn(
+                async move { read_first_request(&mut server, Duration::from_secs(5)).await },
+            );
+        for piece in ["GET /events/st", "ream HTTP/1.1\r\nHo", "st: x\r\n", "\r\n"] {
+            tokio::io::AsyncWriteExt::write_all(&mut client, piece.as_bytes())
+                .await
+                .unwrap();
+            tokio::task::yield_now().await;
+        }
+        let first = reading.await.unwrap();
+        assert!(matches!(first, FirstRequest::Stream { .. }), "{first:?}");
+    }
+
+    #[tokio::test]
+    async fn a_client_too_slow_to_send_a_head_times_out() {
+        let (mut client, mut server) = tokio::io::duplex(64);
+        tokio::io::AsyncWriteExt::write_all(&mut client, b"GET /events/stream HT")
+            .await
+            .unwrap();
+        let first = read_first_request(&mut server, Duration::from_millis(20)).await;
+        assert!(matches!(first, FirstRequest::TimedOut), "{first:?}");
     }
 
     #[tokio::test]

@@ -30,16 +30,19 @@ use tokio::net::TcpStream;
 
 pub use rewind::Rewind;
 
+/// How long the front waits on a client.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// For the first request head, as actix's own client request timeout.
+    pub request: Duration,
+    /// For a stream's write to a client that reads nothing.
+    pub stalled_write: Duration,
+}
+
 /// Serves one accepted connection to its end: as a stream, or through
 /// `dispatcher` (actix's HTTP/1 service over the rewound connection).
-/// `request_timeout` bounds how long the client may take to send its first
-/// head, as actix's own client request timeout does.
-pub async fn serve_connection<D, A>(
-    mut io: TcpStream,
-    dispatcher: &D,
-    app: &A,
-    request_timeout: Duration,
-) where
+pub async fn serve_connection<D, A>(mut io: TcpStream, dispatcher: &D, app: &A, timeouts: Timeouts)
+where
     D: Service<(Rewind<TcpStream>, Option<SocketAddr>)>,
     A: Service<Request, Error = actix_web::Error>,
     A::Response: Into<Response<BoxBody>>,
@@ -49,9 +52,9 @@ pub async fn serve_connection<D, A>(
     // delayed ACK (~40 ms) whenever an earlier one is unacknowledged.
     let _ = io.set_nodelay(true);
     let peer = io.peer_addr().ok();
-    match head::read_first_request(&mut io, request_timeout).await {
+    match head::read_first_request(&mut io, timeouts.request).await {
         head::FirstRequest::Stream { head, rest } => {
-            stream::serve(io, peer, head, rest, app).await;
+            stream::serve(io, peer, head, rest, app, timeouts.stalled_write).await;
         }
         head::FirstRequest::Other(read) => {
             // Boxed: actix's dispatcher is large, and a stream connection
@@ -59,6 +62,7 @@ pub async fn serve_connection<D, A>(
             let served = Box::pin(dispatcher.call((Rewind::new(read.freeze(), io), peer)));
             let _ = served.await;
         }
+        head::FirstRequest::TimedOut => stream::time_out(io).await,
         head::FirstRequest::Gone => {}
     }
 }

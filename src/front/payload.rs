@@ -46,6 +46,10 @@ pub struct PayloadSender {
 
 impl PayloadSender {
     pub fn feed(&mut self, data: Bytes) {
+        if Rc::strong_count(&self.inner) == 1 {
+            // The session is gone; nobody would read it.
+            return;
+        }
         let mut inner = self.inner.borrow_mut();
         inner.buffered += data.len();
         inner.chunks.push_back(data);
@@ -160,5 +164,11 @@ mod tests {
         sender.feed(Bytes::from(vec![0u8; MAX_BUFFERED_BYTES]));
         drop(stream);
         assert!(sender.room().now_or_never().is_some());
+        sender.feed(Bytes::from(vec![0u8; MAX_BUFFERED_BYTES]));
+        assert_eq!(
+            sender.inner.borrow().buffered,
+            MAX_BUFFERED_BYTES,
+            "not queued"
+        );
     }
 }

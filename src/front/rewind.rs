@@ -31,6 +31,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {
         let n = self.prefix.len().min(buf.remaining());
         buf.put_slice(&self.prefix[..n]);
         self.prefix.advance(n);
+        if self.prefix.is_empty() {
+            // An advanced `Bytes` still holds its allocation: let it go, or
+            // every kept-alive connection keeps its first read for life.
+            self.prefix = Bytes::new();
+        }
         Poll::Ready(Ok(()))
     }
 }

@@ -2,7 +2,7 @@
 //! it as it would under actix's dispatcher, and this module carries the
 //! answer, for as long as it streams, with no buffers of its own.
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -26,13 +26,15 @@ const READ_CHUNK_BYTES: usize = 512;
 /// so the last bytes are not cut off by a reset. actix's default.
 const LINGER: Duration = Duration::from_secs(1);
 
-/// Serves `head` with `app`, then closes the connection.
+/// Serves `head` with `app`, then closes the connection. A write that waits
+/// longer than `stall` on a client that reads nothing drops it.
 pub async fn serve<IO, S>(
     mut io: IO,
     peer: Option<SocketAddr>,
     head: StreamHead,
     rest: BytesMut,
     app: &S,
+    stall: Duration,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin,
     S: Service<Request, Error = actix_web::Error>,
@@ -70,11 +72,39 @@ pub async fn serve<IO, S>(
     let framing = Framing::of(response.status(), size);
     let head = encode_head(response.head(), size, framing);
     drop(response);
-    if io.write_all(&head).await.is_ok() {
+    if within(stall, io.write_all(&head)).await.is_ok() {
         drop(head);
-        carry(&mut io, body, framing, payload.as_mut()).await;
+        carry(&mut io, body, framing, payload.as_mut(), stall).await;
     }
     linger(io).await;
+}
+
+/// Answers a client that did not send a head in time, as actix would.
+pub async fn time_out<IO>(mut io: IO)
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let answer = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+    let _ = within(LINGER, io.write_all(answer)).await;
+    linger(io).await;
+}
+
+/// `write`, failed with `TimedOut` if the client takes no bytes for
+/// `stall`. Without the limit, a client that stops reading would hold its
+/// connection for good, and the close frame that tells it why would never
+/// leave. The first poll goes without a timer: almost every write completes
+/// at once, and a timer per delivered event would cost more than the write.
+async fn within<F>(stall: Duration, write: F) -> io::Result<()>
+where
+    F: Future<Output = io::Result<()>>,
+{
+    let mut write = std::pin::pin!(write);
+    if let Poll::Ready(result) = poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
+        return result;
+    }
+    tokio::time::timeout(stall, write)
+        .await
+        .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
 }
 
 fn with_head(mut request: Request, head: StreamHead, peer: Option<SocketAddr>) -> Request {
@@ -95,6 +125,7 @@ async fn carry<IO>(
     body: BoxBody,
     framing: Framing,
     mut payload: Option<&mut PayloadSender>,
+    stall: Duration,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
@@ -102,7 +133,6 @@ async fn carry<IO>(
     let mut client_open = true;
     loop {
         tokio::select! {
-            biased;
             read = read_client(io, payload.as_deref()), if client_open => match (read, payload.as_deref_mut()) {
                 (Ok(None) | Err(_), Some(payload)) => {
                     // The session sees the end of its frames and winds
@@ -110,7 +140,10 @@ async fn carry<IO>(
                     payload.feed_eof();
                     client_open = false;
                 }
-                // Nobody is left to stream to.
+                // Nobody is left to stream to. (A client that only
+                // half-closed is taken for gone too: an event stream's
+                // client has no reason to, and so the stream of one that
+                // left ends at once, not at the next write.)
                 (Ok(None) | Err(_), None) => return,
                 (Ok(Some(data)), Some(payload)) => payload.feed(data),
                 // An event stream's client has nothing to say.
@@ -118,7 +151,7 @@ async fn carry<IO>(
             },
             chunk = poll_fn(|cx| body.as_mut().poll_next(cx)) => match chunk {
                 Some(Ok(data)) => {
-                    if write_body(io, framing, &data).await.is_err() {
+                    if within(stall, write_body(io, framing, &data)).await.is_err() {
                         return;
                     }
                 }
@@ -129,7 +162,7 @@ async fn carry<IO>(
                     return;
                 }
                 None => {
-                    let _ = end_body(io, framing).await;
+                    let _ = within(stall, end_body(io, framing)).await;
                     return;
                 }
             },

@@ -3,11 +3,11 @@
 //! a kept-alive connection, is served by actix. Both must look the same to
 //! a client, apart from how the connection ends.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{PATIENCE, TestApp, event, spawn_app};
+use crate::helpers::{PATIENCE, TestApp, event, spawn_app, spawn_app_with};
 
 /// One raw HTTP/1.1 connection, read as text.
 struct Raw {
@@ -55,9 +55,10 @@ impl Raw {
         let reading = async {
             let mut buf = [0u8; 4096];
             while !self.read.contains(needle) {
-                match self.socket.read(&mut buf).await.expect("read") {
-                    0 => return false,
-                    n => self.read.push_str(&String::from_utf8_lossy(&buf[..n])),
+                match self.socket.read(&mut buf).await {
+                    // A reset counts as the server closing.
+                    Ok(0) | Err(_) => return false,
+                    Ok(n) => self.read.push_str(&String::from_utf8_lossy(&buf[..n])),
                 }
             }
             true
@@ -117,6 +118,8 @@ async fn a_stream_that_opens_a_connection_is_chunked_and_delivers_events() {
     let head = raw.head().await;
     assert_eq!(head.status, 200);
     assert_eq!(head.header("content-type"), Some("text/event-stream"));
+    assert_eq!(head.header("cache-control"), Some("no-cache, no-transform"));
+    assert_eq!(head.header("x-accel-buffering"), Some("no"));
     assert_eq!(head.header("transfer-encoding"), Some("chunked"));
     assert_eq!(head.header("connection"), Some("close"));
     assert!(head.header("date").is_some(), "every response is dated");
@@ -221,6 +224,7 @@ async fn a_websocket_that_opens_a_connection_is_upgraded_and_reads_the_frames_se
     let head = raw.head().await;
     assert_eq!(head.status, 101);
     assert_eq!(head.header("connection"), Some("upgrade"));
+    assert_eq!(head.header("upgrade"), Some("websocket"));
     // RFC 6455's own example key and answer.
     assert_eq!(
         head.header("sec-websocket-accept"),
@@ -231,4 +235,55 @@ async fn a_websocket_that_opens_a_connection_is_upgraded_and_reads_the_frames_se
     let published = app.publish(&event("front")).await;
     let id = published.body["events"][0]["id"].as_i64().expect("an id");
     assert!(raw.read_until(&format!(r#""id":{id}"#)).await);
+}
+
+/// The `pushlog_sse_connections` gauge.
+async fn sse_connections(app: &TestApp) -> i64 {
+    let (status, _, metrics) = app.get_text("/metrics").await;
+    assert_eq!(status, 200);
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("pushlog_sse_connections "))
+        .and_then(|value| value.trim().parse().ok())
+        .expect("the gauge is exported")
+}
+
+#[actix_web::test]
+async fn a_client_that_stops_reading_is_dropped_once_a_write_has_waited_the_stall_limit() {
+    let app = spawn_app_with(|config| config.stalled_write_secs = 1).await;
+    // A small receive window, so the server's writes back up soon.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("buffer size");
+    let address = app
+        .base
+        .trim_start_matches("http://")
+        .parse()
+        .expect("address");
+    let mut raw = Raw {
+        socket: socket.connect(address).await.expect("connect"),
+        read: String::new(),
+    };
+    raw.send("GET /events/stream?topics=stalled", &app.reader)
+        .await;
+    assert_eq!(raw.head().await.status, 200);
+    assert_eq!(sse_connections(&app).await, 1, "the stream is open");
+
+    // Far more than the socket buffers hold, and then the client reads
+    // nothing more.
+    let payload = "x".repeat(1000);
+    for _ in 0..40 {
+        let batch: Vec<Value> = (0..100)
+            .map(|_| json!({"topic": "stalled", "type": "t", "payload": {"p": payload}}))
+            .collect();
+        assert_eq!(app.publish(&json!(batch)).await.status, 201);
+    }
+
+    let dropped = async {
+        while sse_connections(&app).await != 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(PATIENCE, dropped)
+        .await
+        .expect("the stalled stream is dropped and its slot given back");
 }
