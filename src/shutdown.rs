@@ -2,11 +2,17 @@
 //! drains: new streams get `503`, open streams end cleanly, publishes already
 //! queued still commit and get their answer.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone, Default)]
 pub struct Shutdown {
     token: CancellationToken,
+    /// The same fact as `token.is_cancelled()`, which takes a lock: session
+    /// loops ask on every delivered event.
+    draining: Arc<AtomicBool>,
 }
 
 impl Shutdown {
@@ -16,11 +22,12 @@ impl Shutdown {
 
     /// Starts the drain. Idempotent.
     pub fn trigger(&self) {
+        self.draining.store(true, Ordering::Release);
         self.token.cancel();
     }
 
     pub fn is_draining(&self) -> bool {
-        self.token.is_cancelled()
+        self.draining.load(Ordering::Acquire)
     }
 
     /// Resolves once the drain has started.

@@ -117,10 +117,15 @@ async fn step(state: State) -> Option<(Result<Bytes, std::convert::Infallible>, 
             mut expiry,
             mut shutdown,
         } => loop {
+            // Events first: a wake-up that brings one polls nothing else.
+            // So that a stream always ready (a long replay) still ends on
+            // time, the drain and the expiry are also checked here, without
+            // polling their futures.
+            if session.shutdown.is_draining() || expiry.is_elapsed() {
+                return None;
+            }
             tokio::select! {
                 biased;
-                () = &mut shutdown => return None,
-                () = &mut expiry => return None,
                 item = feed.next() => match item {
                     Ok(FeedItem::Event(event)) => {
                         heartbeat.sent();
@@ -136,6 +141,8 @@ async fn step(state: State) -> Option<(Result<Bytes, std::convert::Infallible>, 
                     Ok(FeedItem::CaughtUp { .. }) => continue,
                     Err(end) => return end_frame(end).map(|frame| (Ok(frame), State::Done)),
                 },
+                () = &mut shutdown => return None,
+                () = &mut expiry => return None,
                 due = heartbeat.tick() => {
                     if !heartbeat.ping_due(due) {
                         continue;
