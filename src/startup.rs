@@ -70,6 +70,8 @@ pub fn authenticator(config: &Config) -> Result<(Authenticator, bool), StartupEr
 
 /// actix's default: how long a client may take to send a request head.
 const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections the kernel holds for `accept`; see `build_on`.
+const LISTEN_BACKLOG: i32 = 8192;
 /// actix-web's default linger for a closing connection.
 const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -167,6 +169,16 @@ impl Application {
         config: &Config,
         auth: Authenticator,
     ) -> Result<Application, StartupError> {
+        // A reconnect storm opens thousands of connections at once. A
+        // listener bound by `std` has a backlog of 128, and actix's own
+        // backlog setting applies only to sockets actix binds: past 128
+        // connections waiting for `accept`, the kernel drops SYNs and each
+        // such client waits a whole second to retry. Listening again on a
+        // listening socket sets its backlog (the kernel caps it at
+        // `net.core.somaxconn`).
+        socket2::SockRef::from(&listener)
+            .listen(LISTEN_BACKLOG)
+            .map_err(StartupError::Server)?;
         let local_addr = listener.local_addr().map_err(StartupError::Server)?;
         let port = local_addr.port();
         let opened = EventLog::open(&config.database_url).await?;
@@ -200,8 +212,6 @@ impl Application {
             // server stops, which actix's own handling would not do.
             .disable_signals()
             .shutdown_timeout(config.shutdown_grace_secs)
-            // A reconnect storm opens thousands of connections at once.
-            .backlog(8192)
             .listen("pushlog", listener, {
                 let state = state.clone();
                 let timeouts = front::Timeouts {
