@@ -48,12 +48,18 @@ def main() -> int:
     conn = http.client.HTTPConnection(host, url.port or 80, timeout=30)
 
     def get(path: str) -> dict:
+        """The page, and the milliseconds from sending the request to its
+        last byte. Parsing the JSON comes after the clock stops: Python
+        takes ~20 ms over 2.35 MB, which is the client's time, not the
+        server's."""
+        started = time.perf_counter()
         conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
         response = conn.getresponse()
         body = response.read()
+        elapsed_ms = (time.perf_counter() - started) * 1000
         if response.status != 200:
             raise SystemExit(f"missed-page: {path} answered {response.status}: {body[:200]!r}")
-        return {"bytes": len(body), "page": json.loads(body)}
+        return {"bytes": len(body), "page": json.loads(body), "ms": elapsed_ms}
 
     head = get("/events/missed?since=0&limit=1")["page"]["head"]
     span = PAGE * (requests + 1)
@@ -62,9 +68,8 @@ def main() -> int:
     times, sizes = [], []
     for i in range(requests):
         since = head - span + i * PAGE
-        started = time.perf_counter()
         answer = get(f"/events/missed?since={since}&limit={PAGE}")
-        times.append((time.perf_counter() - started) * 1000)
+        times.append(answer["ms"])
         events = answer["page"]["events"]
         if len(events) != PAGE or events[0]["id"] != since + 1:
             raise SystemExit(f"missed-page: the page after {since} is not the {PAGE} events after it")
