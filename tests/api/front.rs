@@ -237,15 +237,31 @@ async fn a_websocket_that_opens_a_connection_is_upgraded_and_reads_the_frames_se
     assert!(raw.read_until(&format!(r#""id":{id}"#)).await);
 }
 
-/// The `pushlog_sse_connections` gauge.
-async fn sse_connections(app: &TestApp) -> i64 {
+/// A gauge from `/metrics`.
+async fn gauge(app: &TestApp, name: &str) -> i64 {
     let (status, _, metrics) = app.get_text("/metrics").await;
     assert_eq!(status, 200);
     metrics
         .lines()
-        .find_map(|line| line.strip_prefix("pushlog_sse_connections "))
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|value| value.trim().parse().ok())
-        .expect("the gauge is exported")
+        .unwrap_or_else(|| panic!("{name} is exported"))
+}
+
+async fn sse_connections(app: &TestApp) -> i64 {
+    gauge(app, "pushlog_sse_connections").await
+}
+
+/// Waits until the gauge `name` reads `value`; fails after `PATIENCE`.
+async fn until_gauge(app: &TestApp, name: &str, value: i64) {
+    let reached = async {
+        while gauge(app, name).await != value {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(PATIENCE, reached)
+        .await
+        .unwrap_or_else(|_| panic!("{name} never reached {value}"));
 }
 
 #[actix_web::test]
@@ -278,12 +294,29 @@ async fn a_client_that_stops_reading_is_dropped_once_a_write_has_waited_the_stal
         assert_eq!(app.publish(&json!(batch)).await.status, 201);
     }
 
-    let dropped = async {
-        while sse_connections(&app).await != 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-    };
-    tokio::time::timeout(PATIENCE, dropped)
+    // The stalled stream is dropped and its slot given back.
+    until_gauge(&app, "pushlog_sse_connections", 0).await;
+}
+
+#[actix_web::test]
+async fn a_websocket_client_that_vanishes_gives_its_session_and_slot_back() {
+    let app = spawn_app().await;
+    let mut raw = Raw::open(&app).await;
+    let request = format!(
+        "GET /ws?token={} HTTP/1.1\r\nHost: pushlog\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        app.reader
+    );
+    raw.socket
+        .write_all(request.as_bytes())
         .await
-        .expect("the stalled stream is dropped and its slot given back");
+        .expect("send");
+    assert_eq!(raw.head().await.status, 101);
+    assert!(raw.read_until(r#""type":"welcome""#).await);
+    until_gauge(&app, "pushlog_ws_connections", 1).await;
+
+    // No close frame: the TCP connection just goes.
+    drop(raw);
+    until_gauge(&app, "pushlog_ws_connections", 0).await;
 }
