@@ -2,7 +2,7 @@
 //! lane of control frames, drained by the response body itself.
 //!
 //! The session loop never waits on the client's socket: it hands text frames
-//! to a bounded queue with `try_send`, and takes events from its feeds only
+//! to a bounded queue without waiting, and takes events from its feeds only
 //! while that queue has room. A client that reads slowly so slows its own
 //! feeds down (a replay goes at the client's pace), and one that falls too
 //! far behind while live overflows its hub queue and is closed with 4008.
