@@ -193,6 +193,17 @@ async fn a_stream_the_server_ends_sends_the_last_chunk_before_closing() {
     assert!(raw.read.ends_with("\r\n0\r\n\r\n"), "{:?}", raw.read);
 }
 
+/// A WebSocket upgrade request with the token in the query, and RFC 6455's
+/// own example key (whose accept value the server's answer must carry).
+fn websocket_handshake(token: &str) -> Vec<u8> {
+    format!(
+        "GET /ws?token={token} HTTP/1.1\r\nHost: pushlog\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    .into_bytes()
+}
+
 /// A client's text frame: masked, as RFC 6455 requires of clients.
 fn masked_text_frame(text: &str) -> Vec<u8> {
     let payload = text.as_bytes();
@@ -208,13 +219,7 @@ fn masked_text_frame(text: &str) -> Vec<u8> {
 async fn a_websocket_that_opens_a_connection_is_upgraded_and_reads_the_frames_sent_with_its_head() {
     let app = spawn_app().await;
     let mut raw = Raw::open(&app).await;
-    let mut request = format!(
-        "GET /ws?token={} HTTP/1.1\r\nHost: pushlog\r\nUpgrade: websocket\r\n\
-         Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-        app.reader
-    )
-    .into_bytes();
+    let mut request = websocket_handshake(&app.reader);
     // The subscription rides in the same write as the handshake.
     request.extend(masked_text_frame(
         r#"{"type":"subscribe","topics":["front"]}"#,
@@ -302,16 +307,8 @@ async fn a_client_that_stops_reading_is_dropped_once_a_write_has_waited_the_stal
 async fn a_websocket_client_that_vanishes_gives_its_session_and_slot_back() {
     let app = spawn_app().await;
     let mut raw = Raw::open(&app).await;
-    let request = format!(
-        "GET /ws?token={} HTTP/1.1\r\nHost: pushlog\r\nUpgrade: websocket\r\n\
-         Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-        app.reader
-    );
-    raw.socket
-        .write_all(request.as_bytes())
-        .await
-        .expect("send");
+    let request = websocket_handshake(&app.reader);
+    raw.socket.write_all(&request).await.expect("send");
     assert_eq!(raw.head().await.status, 101);
     assert!(raw.read_until(r#""type":"welcome""#).await);
     until_gauge(&app, "pushlog_ws_connections", 1).await;
