@@ -3,15 +3,16 @@
 //!
 //! The order of the steps is the whole trick:
 //!
-//! 1. Subscribe to the hub first. From then on every newly dispatched event
-//!    lands in the subscription's queue.
+//! 1. Subscribe to the hub first (to the worker's shard of it). From then
+//!    on every newly dispatched event lands in the subscription's queue.
 //! 2. Then read the log's head `H`. The writer publishes a head only after its
 //!    commit, and dispatches only after publishing the head, so every event
 //!    above `H` is dispatched after step 1 and is in the queue; every event up
 //!    to `H` is committed and readable.
 //! 3. Replay `(cursor, H]` from the log, page by page.
 //! 4. Switch to the queue, dropping every event at or below the cursor: those
-//!    were dispatched during the replay and already sent from the log.
+//!    were dispatched during the replay (or just before step 1, reaching the
+//!    shard after it) and were sent from the log.
 //!
 //! Ids are commit order, so "at or below the cursor" is exactly "already
 //! sent". If the queue overflows while a long replay runs, nothing is lost:
@@ -20,10 +21,13 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use futures_util::future::BoxFuture;
 
 use crate::cursor::Since;
 use crate::event::EventId;
-use crate::hub::{Filter, Hub, Received, Subscription};
+use crate::hub::{Filter, Hub, Received, Shard, Subscription};
 use crate::metrics::Metrics;
 use crate::store::{EventLog, LogBounds, Resolution, StoreError};
 use crate::wire::SharedEvent;
@@ -213,10 +217,13 @@ enum Phase {
     Live,
 }
 
+/// What reading one replay page yields.
+type PageRead = Result<Result<Page, Unresumable>, StoreError>;
+
 /// A resumable event sequence for one subscriber.
 pub struct Feed {
     log: EventLog,
-    hub: Hub,
+    shard: Shard,
     filter: Arc<Filter>,
     metrics: Arc<Metrics>,
     subscription: Subscription,
@@ -227,18 +234,20 @@ pub struct Feed {
     pending: VecDeque<Arc<SharedEvent>>,
     /// Where `cursor` moves once `pending` is drained.
     pending_covers: EventId,
+    /// The page being read from the log, while replaying.
+    reading: Option<BoxFuture<'static, PageRead>>,
 }
 
 impl Feed {
     pub async fn open(
         log: EventLog,
-        hub: Hub,
+        shard: Shard,
         metrics: Arc<Metrics>,
         filter: Arc<Filter>,
         start: Start,
     ) -> Result<Feed, OpenError> {
         // Step 1 before step 2: see the module documentation.
-        let subscription = hub.subscribe(filter.clone());
+        let subscription = shard.subscribe(filter.clone());
         let head = log.bounds().head;
         let cursor = match start {
             Start::Now => head,
@@ -257,7 +266,7 @@ impl Feed {
         let until = head;
         Ok(Feed {
             log,
-            hub,
+            shard,
             filter,
             metrics,
             subscription,
@@ -265,6 +274,7 @@ impl Feed {
             phase: Phase::Replay { until },
             pending: VecDeque::new(),
             pending_covers: cursor,
+            reading: None,
         })
     }
 
@@ -277,17 +287,48 @@ impl Feed {
         &self.filter
     }
 
-    /// The next item. Cancel-safe: state changes only after each `.await`,
-    /// so a session may drop this future in a `select!` without losing an
-    /// event.
+    /// The next item. Cancel-safe: all state lives in the feed, so a
+    /// session may drop this future in a `select!` without losing an event.
     pub async fn next(&mut self) -> Result<FeedItem, FeedEnd> {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    /// The next item, as a poll: what a session polls on every wake-up, so
+    /// the live path is one queue pop with nothing allocated around it.
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<FeedItem, FeedEnd>> {
         loop {
             match self.phase {
+                Phase::Live => {
+                    return match ready!(self.subscription.poll_recv(cx)) {
+                        Received::Event(event) => {
+                            if event.id() <= self.cursor {
+                                continue;
+                            }
+                            self.cursor = event.id();
+                            Poll::Ready(Ok(FeedItem::Event(event)))
+                        }
+                        Received::Lagged => Poll::Ready(Err(FeedEnd::Lagged(self.log.bounds()))),
+                        Received::Closed => Poll::Ready(Err(FeedEnd::Closed)),
+                    };
+                }
                 Phase::Replay { until } => {
+                    if let Some(reading) = &mut self.reading {
+                        let read = ready!(reading.as_mut().poll(cx));
+                        self.reading = None;
+                        match read? {
+                            Ok(page) => {
+                                self.pending_covers = page.covered_through;
+                                self.pending = page.events.into();
+                            }
+                            Err(unresumable) => {
+                                return Poll::Ready(Err(FeedEnd::Expired(unresumable.bounds())));
+                            }
+                        }
+                    }
                     if let Some(event) = self.pending.pop_front() {
                         self.cursor = event.id();
                         self.metrics.replayed_events_total.inc();
-                        return Ok(FeedItem::Event(event));
+                        return Poll::Ready(Ok(FeedItem::Event(event)));
                     }
                     self.cursor = self.cursor.max(self.pending_covers);
                     if self.cursor >= until {
@@ -295,42 +336,24 @@ impl Feed {
                             // The queue overflowed during the replay: some
                             // live events after `until` are not in it. Start
                             // over from the cursor with a fresh queue.
-                            self.subscription = self.hub.subscribe(self.filter.clone());
+                            self.subscription = self.shard.subscribe(self.filter.clone());
                             let head = self.log.bounds().head;
                             self.phase = Phase::Replay { until: head };
                             continue;
                         }
                         self.phase = Phase::Live;
-                        return Ok(FeedItem::CaughtUp { head: until });
+                        return Poll::Ready(Ok(FeedItem::CaughtUp { head: until }));
                     }
-                    let page = read_page(
-                        &self.log,
-                        &self.hub,
-                        &self.filter,
-                        self.cursor,
-                        until,
-                        REPLAY_PAGE,
-                    )
-                    .await?;
-                    match page {
-                        Ok(page) => {
-                            self.pending_covers = page.covered_through;
-                            self.pending = page.events.into();
-                        }
-                        Err(unresumable) => return Err(FeedEnd::Expired(unresumable.bounds())),
-                    }
+                    let (log, hub, filter) = (
+                        self.log.clone(),
+                        self.shard.hub().clone(),
+                        self.filter.clone(),
+                    );
+                    let after = self.cursor;
+                    self.reading = Some(Box::pin(async move {
+                        read_page(&log, &hub, &filter, after, until, REPLAY_PAGE).await
+                    }));
                 }
-                Phase::Live => match self.subscription.recv().await {
-                    Received::Event(event) => {
-                        if event.id() <= self.cursor {
-                            continue;
-                        }
-                        self.cursor = event.id();
-                        return Ok(FeedItem::Event(event));
-                    }
-                    Received::Lagged => return Err(FeedEnd::Lagged(self.log.bounds())),
-                    Received::Closed => return Err(FeedEnd::Closed),
-                },
             }
         }
     }

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use crate::auth::{Authenticator, KeyError};
 use crate::config::Config;
 use crate::front::{self, Rewind};
-use crate::hub::Hub;
+use crate::hub::{Hub, Shard};
 use crate::limits::{ConnectionLimiter, Limits};
 use crate::metrics::Metrics;
 use crate::retention;
@@ -75,9 +75,11 @@ const LISTEN_BACKLOG: i32 = 8192;
 /// actix-web's default linger for a closing connection.
 const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The application: every route, on the shared state.
+/// The application: every route, on the shared state and this worker's
+/// shard of the hub.
 fn app(
     state: web::Data<AppState>,
+    shard: Shard,
 ) -> App<
     impl ServiceFactory<
         ServiceRequest,
@@ -89,6 +91,7 @@ fn app(
 > {
     App::new()
         .app_data(state)
+        .app_data(web::Data::new(shard))
         .configure(routes::configure)
         .default_service(web::to(routes::not_found))
 }
@@ -96,33 +99,41 @@ fn app(
 /// What serves each accepted connection, one per worker: the connection
 /// front, with the application twice behind it, once for the stream
 /// requests the front serves itself and once inside actix's HTTP/1
-/// dispatcher for everything else (see `front`).
+/// dispatcher for everything else (see `front`). Both share the worker's
+/// shard of the hub, made here because this runs on the worker's thread.
 fn connections(
     state: web::Data<AppState>,
     stopping: GracefulShutdownSignal,
     local_addr: std::net::SocketAddr,
     timeouts: front::Timeouts,
 ) -> impl ServiceFactory<TcpStream, Config = (), Response = (), Error = (), InitError = ()> {
-    let dispatcher = HttpService::<Rewind<TcpStream>, _, _>::build()
-        .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
-        // actix-web's default: a closing connection waits this long for the
-        // client to take the answer, so unread request bytes do not reset it.
-        .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
-        .local_addr(local_addr)
-        // Kept-alive idle connections close when the server stops instead
-        // of holding the stop up until their keep-alive runs out, as under
-        // actix-web's own server. (The drain starts earlier: until the stop,
-        // a request is answered, if only with `503 shutting_down`.)
-        .graceful_shutdown_signal(move || {
-            let stopping = stopping.clone();
-            async move { stopping.notified().await }
-        })
-        .h1(map_config(app(state.clone()), |()| AppConfig::default()));
-    let streams = map_config(app(state), |()| AppConfig::default());
     fn_factory(move || {
-        let dispatcher = dispatcher.new_service(());
-        let streams = streams.new_service(());
+        let (shard, feed_shard) = Shard::open(&state.hub);
+        let stopping = stopping.clone();
+        let dispatcher = HttpService::<Rewind<TcpStream>, _, _>::build()
+            .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+            // actix-web's default: a closing connection waits this long for
+            // the client to take the answer, so unread request bytes do not
+            // reset it.
+            .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
+            .local_addr(local_addr)
+            // Kept-alive idle connections close when the server stops
+            // instead of holding the stop up until their keep-alive runs
+            // out, as under actix-web's own server. (The drain starts
+            // earlier: until the stop, a request is answered, if only with
+            // `503 shutting_down`.)
+            .graceful_shutdown_signal(move || {
+                let stopping = stopping.clone();
+                async move { stopping.notified().await }
+            })
+            .h1(map_config(app(state.clone(), shard.clone()), |()| {
+                AppConfig::default()
+            }))
+            .new_service(());
+        let streams =
+            map_config(app(state.clone(), shard), |()| AppConfig::default()).new_service(());
         async move {
+            actix_web::rt::spawn(feed_shard);
             let dispatcher = std::rc::Rc::new(dispatcher.await?);
             let streams = std::rc::Rc::new(streams.await?);
             Ok::<_, ()>(fn_service(move |io: TcpStream| {

@@ -68,6 +68,15 @@ CONNS = [
     ("heartbeats received", "", "", lambda l: dig(l, "connections", "heartbeats_received")),
     ("connections lost", "", "lower", connection_losses),
 ]
+def user_per_delivery(line):
+    """Server CPU per delivery outside the kernel: the server's own code."""
+    total = dig(line, "server_cpu_us_per_delivery")
+    kernel = dig(line, "server_sys_us_per_delivery")
+    if total is None or kernel is None:
+        return None
+    return round(total - kernel, 2)
+
+
 FANOUT = [
     ("subscribers", "", "", lambda l: dig(l, "delivery", "subscribed")),
     ("events published", "", "", lambda l: dig(l, "publish", "events")),
@@ -76,6 +85,8 @@ FANOUT = [
     ("publish→receive max", "ms", "lower", lambda l: ms(dig(l, "delivery", "latency_us", "max"))),
     ("deliveries/s", "", "higher", lambda l: dig(l, "delivery", "deliveries_per_sec")),
     ("server CPU per delivery", "µs", "lower", lambda l: dig(l, "server_cpu_us_per_delivery")),
+    ("  of which in the kernel", "µs", "lower", lambda l: dig(l, "server_sys_us_per_delivery")),
+    ("  of which in user space", "µs", "lower", user_per_delivery),
     ("server CPU", "% core", "", lambda l: dig(l, "server", "cpu", "cpu_pct")),
     ("loadgen CPU", "% core", "", lambda l: dig(l, "loadgen", "cpu", "cpu_pct")),
     ("events lost (missing)", "", "lower", lambda l: dig(l, "delivery", "missing_events")),

@@ -1,29 +1,28 @@
 //! In-process fan-out of committed events to live subscribers.
 //!
-//! The hub listens to the log's stream of committed events and hands each one
-//! to every subscriber whose [`Filter`] admits it. Each subscriber has its own
-//! bounded queue; the hub never waits for one. A subscriber whose queue is
-//! full is dropped and marked lagged, so one slow client can neither slow the
-//! others down nor make the server's memory grow: it must resume from its
-//! cursor, which the log still serves.
+//! The hub listens to the log's stream of committed events and hands each
+//! batch to every worker's [`Shard`], which offers each event to every
+//! subscriber whose [`Filter`] admits it. Each subscriber has its own
+//! bounded queue; nothing waits for one. A subscriber whose queue is full is
+//! dropped and marked lagged, so one slow client can neither slow the others
+//! down nor make the server's memory grow: it must resume from its cursor,
+//! which the log still serves.
 
 mod index;
 mod recent;
+mod shard;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-
-use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TrySendError;
 
 use crate::auth::Principal;
 use crate::event::{Event, EventId, TopicPattern};
 use crate::metrics::Metrics;
 use crate::store::CommittedEvents;
 use crate::wire::SharedEvent;
-use index::TopicIndex;
 use recent::RecentEvents;
+use shard::{Batch, ShardLink};
+
+pub use shard::{SHARD_BACKLOG, Shard, Subscription};
 
 /// Which events a subscriber receives: the topics it asked for, narrowed by
 /// what its token may read (topic claim and audience).
@@ -45,28 +44,10 @@ pub(crate) type SubscriberId = u64;
 /// to 64 KiB each, so a count alone would not bound memory).
 const RECENT_BYTES: usize = 64 * 1024 * 1024;
 
-struct Subscriber {
-    filter: Arc<Filter>,
-    queue: mpsc::Sender<Arc<SharedEvent>>,
-    lagged: Arc<AtomicBool>,
-    /// The last event handed over, so a subscriber reached through two of
-    /// its patterns gets the event once.
-    last_delivered: i64,
-}
-
-#[derive(Default)]
-struct Registry {
-    next_id: SubscriberId,
-    subscribers: HashMap<SubscriberId, Subscriber>,
-    index: TopicIndex,
-}
-
 struct Inner {
-    // A std Mutex, not a Tokio one: it is never held across an `.await`, and
-    // registering a subscriber is ordered with dispatch by taking it (see
-    // `replay`, which relies on that order).
-    registry: Mutex<Registry>,
-    /// Appended under the registry lock, so its order is dispatch order.
+    shards: Mutex<Vec<ShardLink>>,
+    /// Appended before each batch goes to the shards, by the hub's one task,
+    /// so its order is dispatch order.
     recent: Mutex<RecentEvents>,
     queue_capacity: usize,
     metrics: Arc<Metrics>,
@@ -89,48 +70,12 @@ pub enum Received {
     Closed,
 }
 
-/// A live registration; dropping it unsubscribes.
-pub struct Subscription {
-    id: SubscriberId,
-    queue: mpsc::Receiver<Arc<SharedEvent>>,
-    lagged: Arc<AtomicBool>,
-    hub: Hub,
-}
-
-impl Subscription {
-    pub async fn recv(&mut self) -> Received {
-        match self.queue.recv().await {
-            Some(event) => Received::Event(event),
-            None => self.end(),
-        }
-    }
-
-    /// Like `recv`, but `None` when the queue is momentarily empty.
-    pub fn try_recv(&mut self) -> Option<Received> {
-        match self.queue.try_recv() {
-            Ok(event) => Some(Received::Event(event)),
-            Err(mpsc::error::TryRecvError::Empty) => None,
-            Err(mpsc::error::TryRecvError::Disconnected) => Some(self.end()),
-        }
-    }
-
-    pub fn is_lagged(&self) -> bool {
-        self.lagged.load(Ordering::Acquire)
-    }
-
-    fn end(&self) -> Received {
-        if self.is_lagged() {
-            Received::Lagged
-        } else {
-            Received::Closed
-        }
-    }
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        self.hub.remove(self.id);
-    }
+/// A lock whose holder cannot leave the guarded data half updated in a way
+/// that matters more than losing the whole hub.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Hub {
@@ -140,7 +85,7 @@ impl Hub {
     pub fn new(queue_capacity: usize, recent_events: usize, metrics: Arc<Metrics>) -> Hub {
         Hub {
             inner: Arc::new(Inner {
-                registry: Mutex::new(Registry::default()),
+                shards: Mutex::new(Vec::new()),
                 recent: Mutex::new(RecentEvents::new(recent_events, RECENT_BYTES)),
                 queue_capacity: queue_capacity.max(1),
                 metrics,
@@ -148,67 +93,26 @@ impl Hub {
         }
     }
 
-    fn registry(&self) -> MutexGuard<'_, Registry> {
-        // A panic while holding the lock cannot leave the registry half
-        // updated in a way that matters more than losing the whole hub.
-        self.inner
-            .registry
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn attach(&self, link: ShardLink) {
+        lock(&self.inner.shards).push(link);
     }
 
-    /// Registers a subscriber. Every event dispatched after this returns is
-    /// offered to it.
-    pub fn subscribe(&self, filter: Arc<Filter>) -> Subscription {
-        let (queue_tx, queue_rx) = mpsc::channel(self.inner.queue_capacity);
-        let lagged = Arc::new(AtomicBool::new(false));
-        let mut registry = self.registry();
-        let id = registry.next_id;
-        registry.next_id += 1;
-        registry.index.insert(id, &filter.patterns);
-        registry.subscribers.insert(
-            id,
-            Subscriber {
-                filter,
-                queue: queue_tx,
-                lagged: lagged.clone(),
-                last_delivered: 0,
-            },
-        );
-        self.inner
-            .metrics
-            .subscribers
-            .set(registry.subscribers.len() as i64);
-        Subscription {
-            id,
-            queue: queue_rx,
-            lagged,
-            hub: self.clone(),
-        }
-    }
-
-    fn remove(&self, id: SubscriberId) {
-        let mut registry = self.registry();
-        if let Some(subscriber) = registry.subscribers.remove(&id) {
-            registry.index.remove(id, &subscriber.filter.patterns);
-        }
-        self.inner
-            .metrics
-            .subscribers
-            .set(registry.subscribers.len() as i64);
+    /// Lets go of every shard, whose tasks then end their subscriptions.
+    fn detach_all(&self) {
+        lock(&self.inner.shards).clear();
     }
 
     /// Consumes the log's committed events until the log closes.
     pub async fn run(self, mut committed: CommittedEvents) {
         while let Some(batch) = committed.recv().await {
-            for event in batch.iter() {
-                self.dispatch(Arc::new(SharedEvent::new(event.clone())));
-            }
+            let batch: Vec<Arc<SharedEvent>> = batch
+                .iter()
+                .map(|event| Arc::new(SharedEvent::new(event.clone())))
+                .collect();
+            self.dispatch_batch(batch);
         }
         // The log is gone: end every subscription so sessions can finish.
-        let mut registry = self.registry();
-        registry.subscribers.clear();
-        registry.index = TopicIndex::default();
+        self.detach_all();
         tracing::debug!("hub stopped");
     }
 
@@ -221,136 +125,19 @@ impl Hub {
         until: EventId,
         visit: impl FnMut(&Arc<SharedEvent>) -> bool,
     ) -> bool {
-        self.inner
-            .recent
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .visit(after, until, visit)
+        lock(&self.inner.recent).visit(after, until, visit)
     }
 
-    /// Offers one event to every subscriber that admits it.
-    pub fn dispatch(&self, event: Arc<SharedEvent>) {
-        let id = event.id().get();
-        let mut lagged = Vec::new();
-        let mut delivered = 0u64;
-        let mut registry = self.registry();
-        self.inner
-            .recent
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push(event.clone());
-        let Registry {
-            subscribers, index, ..
-        } = &mut *registry;
-        index.for_each_candidate(&event.event().topic, |subscriber_id| {
-            let Some(subscriber) = subscribers.get_mut(&subscriber_id) else {
-                return;
-            };
-            if subscriber.last_delivered == id || !subscriber.filter.admits(event.event()) {
-                return;
-            }
-            subscriber.last_delivered = id;
-            match subscriber.queue.try_send(event.clone()) {
-                Ok(()) => delivered += 1,
-                Err(TrySendError::Full(_)) => lagged.push(subscriber_id),
-                // The session ended and its `Subscription` is being dropped.
-                Err(TrySendError::Closed(_)) => {}
-            }
-        });
-        for subscriber_id in lagged {
-            if let Some(subscriber) = subscribers.remove(&subscriber_id) {
-                subscriber.lagged.store(true, Ordering::Release);
-                index.remove(subscriber_id, &subscriber.filter.patterns);
-                self.inner.metrics.lagged_total.inc();
-                // Dropping `subscriber.queue` closes the queue: the session
-                // drains what it holds, then learns it lagged.
+    /// Hands events, in id order, to every shard.
+    pub fn dispatch_batch(&self, events: Vec<Arc<SharedEvent>>) {
+        {
+            let mut recent = lock(&self.inner.recent);
+            for event in &events {
+                recent.push(event.clone());
             }
         }
-        self.inner.metrics.subscribers.set(subscribers.len() as i64);
-        self.inner.metrics.deliveries_total.add(delivered);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::event::Topic;
-
-    fn reader(user: &str) -> Principal {
-        Principal {
-            user: user.into(),
-            roles: vec![],
-            readable: None,
-            expires_at: u64::MAX,
-        }
-    }
-
-    fn event(id: i64, topic: &str) -> Arc<SharedEvent> {
-        Arc::new(SharedEvent::new(Event {
-            id: EventId::new(id).unwrap(),
-            topic: Topic::parse(topic).unwrap(),
-            kind: "t".into(),
-            entity: None,
-            payload: None,
-            audience: None,
-            timestamp: chrono::Utc::now(),
-            key: None,
-        }))
-    }
-
-    fn filter(patterns: &[&str]) -> Arc<Filter> {
-        Arc::new(Filter {
-            patterns: patterns
-                .iter()
-                .map(|p| TopicPattern::parse(p).unwrap())
-                .collect(),
-            principal: reader("alice"),
-        })
-    }
-
-    fn hub(capacity: usize) -> Hub {
-        Hub::new(capacity, 16, Arc::new(Metrics::default()))
-    }
-
-    fn received_id(received: Option<Received>) -> Option<i64> {
-        match received {
-            Some(Received::Event(e)) => Some(e.id().get()),
-            _ => None,
-        }
-    }
-
-    #[test]
-    fn subscribers_get_matching_events_once_even_through_two_patterns() {
-        let hub = hub(8);
-        let mut both = hub.subscribe(filter(&["device:*", "device:1"]));
-        let mut other = hub.subscribe(filter(&["alerts"]));
-        hub.dispatch(event(1, "device:1"));
-        assert_eq!(received_id(both.try_recv()), Some(1));
-        assert!(both.try_recv().is_none());
-        assert!(other.try_recv().is_none());
-    }
-
-    #[test]
-    fn a_full_queue_marks_only_that_subscriber_lagged() {
-        let hub = hub(2);
-        let mut slow = hub.subscribe(filter(&["*"]));
-        let mut fast = hub.subscribe(filter(&["*"]));
-        for id in 1..=3 {
-            hub.dispatch(event(id, "t"));
-            assert_eq!(received_id(fast.try_recv()), Some(id));
-        }
-        assert_eq!(received_id(slow.try_recv()), Some(1));
-        assert_eq!(received_id(slow.try_recv()), Some(2));
-        assert!(matches!(slow.try_recv(), Some(Received::Lagged)));
-        hub.dispatch(event(4, "t"));
-        assert_eq!(received_id(fast.try_recv()), Some(4));
-    }
-
-    #[test]
-    fn dropping_a_subscription_unregisters_it() {
-        let hub = hub(2);
-        let subscription = hub.subscribe(filter(&["*"]));
-        drop(subscription);
-        assert!(hub.registry().subscribers.is_empty());
+        let batch: Batch = events.into();
+        // A shard whose worker is gone is let go of here.
+        lock(&self.inner.shards).retain(|shard| shard.send(&batch));
     }
 }

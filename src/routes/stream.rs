@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::{AppState, admit_connection, authenticate, reader_filter};
 use crate::cursor::Since;
 use crate::error::ApiError;
+use crate::hub::Shard;
 use crate::limits::MAX_TOPIC_PATTERNS;
 use crate::metrics::GaugeGuard;
 use crate::replay::{Feed, OpenError, Start};
@@ -27,6 +28,7 @@ pub async fn stream(
     req: HttpRequest,
     query: web::Query<StreamQuery>,
     state: web::Data<AppState>,
+    shard: web::Data<Shard>,
 ) -> Result<HttpResponse, ApiError> {
     let principal = authenticate(&req, &state)?;
     let view = principal.view();
@@ -36,7 +38,7 @@ pub async fn stream(
     let permit = admit_connection(&state)?;
     let opened = Feed::open(
         state.log.clone(),
-        state.hub.clone(),
+        Shard::clone(&shard),
         state.metrics.clone(),
         Arc::new(filter),
         start,

@@ -9,12 +9,14 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use super::{AppState, admit_connection};
 use crate::auth::{TokenSource, extract_token};
 use crate::error::ApiError;
+use crate::hub::Shard;
 use crate::transport::ws::{self, Context};
 
 pub async fn ws(
     req: HttpRequest,
     body: web::Payload,
     state: web::Data<AppState>,
+    shard: web::Data<Shard>,
 ) -> Result<HttpResponse, ApiError> {
     let token = extract_token(&req);
     if let Ok(Some((_, TokenSource::Cookie))) = &token {
@@ -33,7 +35,7 @@ pub async fn ws(
         })?;
     let context = Context {
         log: state.log.clone(),
-        hub: state.hub.clone(),
+        shard: Shard::clone(&shard),
         auth: state.auth.clone(),
         metrics: state.metrics.clone(),
         limits: state.limits.clone(),

@@ -1,6 +1,6 @@
 //! A process's memory and CPU, read from /proc: `VmRSS` from
-//! `/proc/<pid>/status`, `Pss` from `/proc/<pid>/smaps_rollup`, `utime +
-//! stime` from `/proc/<pid>/stat`, the open file count from
+//! `/proc/<pid>/status`, `Pss` from `/proc/<pid>/smaps_rollup`, `utime` and
+//! `stime` from `/proc/<pid>/stat`, the open file count from
 //! `/proc/<pid>/fd`. Two samples give CPU use between them. A server of
 //! several processes (nginx: a master and its workers) is sampled whole.
 
@@ -33,6 +33,9 @@ pub struct Sample {
     pub processes: u32,
     /// User plus system time, in clock ticks.
     pub cpu_ticks: u64,
+    /// System time alone, in clock ticks: the kernel's share, which on
+    /// loopback includes the receiving side of every TCP segment sent.
+    pub sys_ticks: u64,
     pub open_files: Option<u64>,
     pub threads: Option<u64>,
     pub at: Instant,
@@ -59,7 +62,7 @@ pub fn sample(pid: u32) -> Result<Sample, ProcError> {
     })?;
     let threads = field("Threads:");
     let stat = read("stat")?;
-    let cpu_ticks = cpu_ticks(&stat).ok_or(ProcError::Missing {
+    let (user_ticks, sys_ticks) = cpu_ticks(&stat).ok_or(ProcError::Missing {
         pid,
         file: "stat",
         field: "utime/stime",
@@ -74,7 +77,8 @@ pub fn sample(pid: u32) -> Result<Sample, ProcError> {
         rss_kib,
         pss_kib,
         processes: 1,
-        cpu_ticks,
+        cpu_ticks: user_ticks + sys_ticks,
+        sys_ticks,
         open_files,
         threads,
         at,
@@ -91,6 +95,7 @@ pub fn sample_group(pids: &[u32]) -> Option<Sample> {
         pss_kib: samples.iter().map(|s| s.pss_kib).sum(),
         processes: samples.iter().map(|s| s.processes).sum(),
         cpu_ticks: samples.iter().map(|s| s.cpu_ticks).sum(),
+        sys_ticks: samples.iter().map(|s| s.sys_ticks).sum(),
         open_files: Some(samples.iter().filter_map(|s| s.open_files).sum()),
         threads: Some(samples.iter().filter_map(|s| s.threads).sum()),
         at: first.at,
@@ -143,13 +148,14 @@ fn parent_pid(stat: &str) -> Option<u32> {
 
 /// Fields 14 and 15 of `/proc/<pid>/stat`, counted after the `(comm)` field,
 /// which may itself contain spaces and parentheses.
-fn cpu_ticks(stat: &str) -> Option<u64> {
+/// `(utime, stime)`.
+fn cpu_ticks(stat: &str) -> Option<(u64, u64)> {
     let after_comm = &stat[stat.rfind(')')? + 1..];
     let mut fields = after_comm.split_whitespace();
     // After comm: state is field 3, so utime (14) is the 12th from here.
     let utime: u64 = fields.nth(11)?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime, stime))
 }
 
 fn ticks_per_second() -> u64 {
@@ -164,11 +170,15 @@ pub struct CpuUse {
     /// Percent of one core (200 = both cores of this machine, busy).
     pub cpu_pct: f64,
     pub cpu_us: u64,
+    /// The part of `cpu_us` spent in the kernel.
+    pub sys_us: u64,
     pub window_secs: f64,
 }
 
 pub fn cpu_between(before: &Sample, after: &Sample) -> CpuUse {
-    let cpu_us = after.cpu_ticks.saturating_sub(before.cpu_ticks) * 1_000_000 / ticks_per_second();
+    let micros = |ticks: u64| ticks * 1_000_000 / ticks_per_second();
+    let cpu_us = micros(after.cpu_ticks.saturating_sub(before.cpu_ticks));
+    let sys_us = micros(after.sys_ticks.saturating_sub(before.sys_ticks));
     let window = after.at.duration_since(before.at).as_secs_f64();
     let cpu_pct = if window > 0.0 {
         round1(cpu_us as f64 / 1e6 / window * 100.0)
@@ -178,6 +188,7 @@ pub fn cpu_between(before: &Sample, after: &Sample) -> CpuUse {
     CpuUse {
         cpu_pct,
         cpu_us,
+        sys_us,
         window_secs: (window * 100.0).round() / 100.0,
     }
 }
@@ -195,7 +206,7 @@ mod tests {
     fn cpu_ticks_survive_odd_process_names() {
         let stat = "42 (my (odd) name) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 4 0 \
                     100 1000000 500 18446744073709551615";
-        assert_eq!(cpu_ticks(stat), Some(300));
+        assert_eq!(cpu_ticks(stat), Some((250, 50)));
         assert_eq!(parent_pid(stat), Some(1));
     }
 

@@ -20,7 +20,7 @@ use tracing::Instrument;
 use crate::auth::{Authenticator, Principal};
 use crate::cursor::Since;
 use crate::event::TopicPattern;
-use crate::hub::{Filter, Hub};
+use crate::hub::{Filter, Shard};
 use crate::limits::{ConnectionPermit, Limits};
 use crate::metrics::{GaugeGuard, Metrics};
 use crate::replay::{Feed, FeedEnd, OpenError, ResetReason, Start, Unresumable};
@@ -44,7 +44,8 @@ const CLOSE_LAGGED: u16 = 4008;
 /// Everything a session needs from the server.
 pub struct Context {
     pub log: EventLog,
-    pub hub: Hub,
+    /// This worker's share of the hub.
+    pub shard: Shard,
     pub auth: Authenticator,
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
@@ -505,7 +506,7 @@ impl Connection {
     async fn open(&self, filter: Arc<Filter>, start: Start) -> Result<Feed, OpenError> {
         Feed::open(
             self.context.log.clone(),
-            self.context.hub.clone(),
+            self.context.shard.clone(),
             self.context.metrics.clone(),
             filter,
             start,

@@ -9,22 +9,17 @@
 //! Two feeds can both admit an event (`device:*` and `device:1`); such an
 //! event is sent once, remembered until every feed's cursor has passed it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
-
-use futures_util::stream::{LocalBoxStream, SelectAll};
-use futures_util::{FutureExt, StreamExt, stream};
-use tokio::sync::oneshot;
+use std::task::{Context, Poll};
 
 use super::protocol::RequestId;
 use crate::event::{EventId, TopicPattern};
 use crate::replay::{Feed, FeedEnd, FeedItem};
 use crate::wire::SharedEvent;
 
-type FeedId = u64;
-type FeedStream = LocalBoxStream<'static, (FeedId, Result<FeedItem, FeedEnd>, EventId)>;
-
 struct Active {
+    feed: Feed,
     patterns: Vec<TopicPattern>,
     request_id: Option<RequestId>,
     /// Whether this feed's `caught_up` goes to the client: not for a feed
@@ -32,9 +27,20 @@ struct Active {
     announce: bool,
     /// Whether this feed's replay has ended.
     caught_up: bool,
-    cursor: EventId,
-    /// Dropping it ends the feed's stream.
-    _cancel: oneshot::Sender<()>,
+    /// An item taken from the feed and not yet handed out, and the feed's
+    /// cursor before it: see `Subscriptions::poll_next`.
+    ready: Option<(Result<FeedItem, FeedEnd>, EventId)>,
+}
+
+impl Active {
+    /// The newest id handed out or passed over: an item held in `ready`
+    /// has not been handed out yet.
+    fn cursor(&self) -> EventId {
+        match &self.ready {
+            Some((_, before)) => *before,
+            None => self.feed.cursor(),
+        }
+    }
 }
 
 /// What the session must act on.
@@ -61,11 +67,13 @@ pub struct Reopen {
     pub request_id: Option<RequestId>,
 }
 
+/// A connection holds a handful of feeds at most (its pattern limit bounds
+/// them), so they sit in a `Vec` and each wake-up polls every one: no
+/// stream combinator, whose bookkeeping cost more per delivered event than
+/// the delivery itself.
 #[derive(Default)]
 pub struct Subscriptions {
-    next_id: FeedId,
-    active: HashMap<FeedId, Active>,
-    streams: SelectAll<FeedStream>,
+    active: Vec<Active>,
     /// Ids sent that another feed may still deliver.
     sent: BTreeSet<EventId>,
 }
@@ -73,61 +81,42 @@ pub struct Subscriptions {
 impl Subscriptions {
     /// How many topic patterns the connection holds.
     pub fn pattern_count(&self) -> usize {
-        self.active.values().map(|a| a.patterns.len()).sum()
+        self.active.iter().map(|a| a.patterns.len()).sum()
     }
 
     pub fn add(&mut self, feed: Feed, request_id: Option<RequestId>, announce: bool) {
-        let id = self.next_id;
-        self.next_id += 1;
-        let (cancel, cancelled) = oneshot::channel::<()>();
         let patterns = feed.filter().patterns.clone();
-        let cursor = feed.cursor();
-        let stream = stream::unfold(feed, |mut feed| async move {
-            let item = feed.next().await;
-            let cursor = feed.cursor();
-            Some(((item, cursor), feed))
-        })
-        .map(move |(item, cursor)| (id, item, cursor))
-        .take_until(cancelled.map(|_| ()))
-        .boxed_local();
-        self.streams.push(stream);
-        self.active.insert(
-            id,
-            Active {
-                patterns,
-                request_id,
-                announce,
-                caught_up: false,
-                cursor,
-                _cancel: cancel,
-            },
-        );
+        self.active.push(Active {
+            feed,
+            patterns,
+            request_id,
+            announce,
+            caught_up: false,
+            ready: None,
+        });
     }
 
     /// Drops `patterns` from every feed. Feeds left with other patterns are
     /// returned, to be reopened for those from their cursor.
     pub fn remove(&mut self, patterns: &[TopicPattern]) -> Vec<Reopen> {
-        let touched: Vec<FeedId> = self
-            .active
-            .iter()
-            .filter(|(_, a)| a.patterns.iter().any(|p| patterns.contains(p)))
-            .map(|(id, _)| *id)
-            .collect();
+        let (touched, kept) = std::mem::take(&mut self.active)
+            .into_iter()
+            .partition(|a| a.patterns.iter().any(|p| patterns.contains(p)));
+        self.active = kept;
         let mut reopen = Vec::new();
-        for id in touched {
-            if let Some(active) = self.active.remove(&id) {
-                let remaining: Vec<TopicPattern> = active
-                    .patterns
-                    .into_iter()
-                    .filter(|p| !patterns.contains(p))
-                    .collect();
-                if !remaining.is_empty() {
-                    reopen.push(Reopen {
-                        patterns: remaining,
-                        cursor: active.cursor,
-                        request_id: active.request_id,
-                    });
-                }
+        for active in touched {
+            let cursor = active.cursor();
+            let remaining: Vec<TopicPattern> = active
+                .patterns
+                .into_iter()
+                .filter(|p| !patterns.contains(p))
+                .collect();
+            if !remaining.is_empty() {
+                reopen.push(Reopen {
+                    patterns: remaining,
+                    cursor,
+                    request_id: active.request_id,
+                });
             }
         }
         self.forget_passed();
@@ -136,62 +125,95 @@ impl Subscriptions {
 
     /// Whether any active feed has exactly this pattern.
     pub fn holds(&self, pattern: &TopicPattern) -> bool {
-        self.active.values().any(|a| a.patterns.contains(pattern))
+        self.active.iter().any(|a| a.patterns.contains(pattern))
     }
 
     /// The next thing to send or handle. Pending forever when there are no
     /// feeds, so it can sit in a `select!` unguarded.
     pub async fn next(&mut self) -> Update {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    /// Events go out in id order across feeds, as the client's one cursor
+    /// needs: each feed's next item is taken into its `ready` slot, and the
+    /// lowest event among them goes first (an event committed in the same
+    /// batch for another feed is in that feed's queue already). Endings and
+    /// `caught_up` go before any event.
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Update> {
         loop {
-            if self.streams.is_empty() {
-                return std::future::pending().await;
+            // Every feed with nothing held is polled, so each registers
+            // this task's waker.
+            for active in &mut self.active {
+                if active.ready.is_none() {
+                    let before = active.feed.cursor();
+                    if let Poll::Ready(item) = active.feed.poll_next(cx) {
+                        active.ready = Some((item, before));
+                    }
+                }
             }
-            let Some((id, item, cursor)) = self.streams.next().await else {
-                continue;
-            };
-            let Some(active) = self.active.get_mut(&id) else {
-                // Cancelled while this item was in flight.
-                continue;
-            };
-            active.cursor = cursor;
-            match item {
-                Ok(FeedItem::Event(event)) => {
-                    if self.first_delivery(id, &event) {
-                        return Update::Event(event);
-                    }
-                }
-                Ok(FeedItem::CaughtUp { head }) => {
-                    active.caught_up = true;
-                    if active.announce {
-                        return Update::CaughtUp {
-                            head,
-                            request_id: active.request_id.clone(),
-                        };
-                    }
-                }
-                Err(end) => {
-                    let Some(active) = self.active.remove(&id) else {
-                        continue;
+            let first = self
+                .active
+                .iter()
+                .enumerate()
+                .filter_map(|(index, active)| {
+                    let (item, _) = active.ready.as_ref()?;
+                    let order = match item {
+                        Ok(FeedItem::Event(event)) => Some(event.id()),
+                        _ => None,
                     };
-                    self.forget_passed();
-                    return Update::Ended {
-                        end,
-                        owes_caught_up: active.announce && !active.caught_up,
-                        patterns: active.patterns,
-                        request_id: active.request_id,
-                    };
-                }
+                    Some((order, index))
+                })
+                .min();
+            let Some((_, index)) = first else {
+                return Poll::Pending;
+            };
+            let Some((item, _)) = self.active[index].ready.take() else {
+                return Poll::Pending;
+            };
+            if let Some(update) = self.on_item(index, item) {
+                return Poll::Ready(update);
+            }
+            // Passed over (a duplicate, an unannounced `caught_up`): look
+            // again, which polls that feed once more.
+        }
+    }
+
+    /// What the item from the feed at `index` means for the session, if
+    /// anything.
+    fn on_item(&mut self, index: usize, item: Result<FeedItem, FeedEnd>) -> Option<Update> {
+        match item {
+            Ok(FeedItem::Event(event)) => self
+                .first_delivery(index, &event)
+                .then_some(Update::Event(event)),
+            Ok(FeedItem::CaughtUp { head }) => {
+                let active = &mut self.active[index];
+                active.caught_up = true;
+                active.announce.then(|| Update::CaughtUp {
+                    head,
+                    request_id: active.request_id.clone(),
+                })
+            }
+            Err(end) => {
+                let active = self.active.remove(index);
+                self.forget_passed();
+                Some(Update::Ended {
+                    end,
+                    owes_caught_up: active.announce && !active.caught_up,
+                    patterns: active.patterns,
+                    request_id: active.request_id,
+                })
             }
         }
     }
 
     /// False when another feed already sent this event.
-    fn first_delivery(&mut self, from: FeedId, event: &SharedEvent) -> bool {
+    fn first_delivery(&mut self, from: usize, event: &SharedEvent) -> bool {
         let topic = &event.event().topic;
         let shared = self
             .active
             .iter()
-            .any(|(id, a)| *id != from && a.patterns.iter().any(|p| p.matches(topic)));
+            .enumerate()
+            .any(|(index, a)| index != from && a.patterns.iter().any(|p| p.matches(topic)));
         if !shared {
             return true;
         }
@@ -202,7 +224,7 @@ impl Subscriptions {
 
     /// Ids at or below every feed's cursor can never come again.
     fn forget_passed(&mut self) {
-        let Some(floor) = self.active.values().map(|a| a.cursor).min() else {
+        let Some(floor) = self.active.iter().map(Active::cursor).min() else {
             self.sent.clear();
             return;
         };

@@ -96,10 +96,10 @@ pub async fn run(args: FanoutArgs) -> Result<Outcome, RunError> {
         last.saturating_sub(publish_start_us) as f64 / 1e6
     });
     let expected_deliveries = published * subscribed;
-    let server_cpu_us = super::server_cpu_us(&publish_from, &delivered);
-    let cpu_us_per_delivery = server_cpu_us
-        .filter(|_| deliveries > 0)
-        .map(|us| (us as f64 / deliveries as f64 * 100.0).round() / 100.0);
+    let cpu_us_per_delivery =
+        super::per_item(super::server_cpu_us(&publish_from, &delivered), deliveries);
+    let sys_us_per_delivery =
+        super::per_item(super::server_sys_us(&publish_from, &delivered), deliveries);
 
     let mut checks = Checks::default();
     checks.none("gaps", all.sequence.gaps);
@@ -194,6 +194,10 @@ pub async fn run(args: FanoutArgs) -> Result<Outcome, RunError> {
         json!(cpu_us_per_delivery),
     );
     figures.insert(
+        "server_sys_us_per_delivery".into(),
+        json!(sys_us_per_delivery),
+    );
+    figures.insert(
         "loadgen".into(),
         loadgen_figures(workers, &publish_from, &delivered),
     );
@@ -232,8 +236,9 @@ pub async fn run(args: FanoutArgs) -> Result<Outcome, RunError> {
     }
     if let Some(cpu) = super::server_cpu_pct(&publish_from, &delivered) {
         summary.push(format!(
-            "server CPU {cpu:.1}% of a core while publishing and delivering; {} µs per delivery",
-            cpu_us_per_delivery.unwrap_or(0.0)
+            "server CPU {cpu:.1}% of a core while publishing and delivering; {} µs per delivery, {} of them in the kernel",
+            cpu_us_per_delivery.unwrap_or(0.0),
+            sys_us_per_delivery.unwrap_or(0.0)
         ));
     }
     Ok(Outcome {

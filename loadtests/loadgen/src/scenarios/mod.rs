@@ -281,6 +281,18 @@ pub fn server_cpu_us(from: &Snapshot, to: &Snapshot) -> Option<u64> {
     Some(cpu_between(&from.server?, &to.server?).cpu_us)
 }
 
+/// The kernel's part of `server_cpu_us`.
+pub fn server_sys_us(from: &Snapshot, to: &Snapshot) -> Option<u64> {
+    Some(cpu_between(&from.server?, &to.server?).sys_us)
+}
+
+/// Microseconds per item, to two decimals; `None` without items.
+pub fn per_item(micros: Option<u64>, items: u64) -> Option<f64> {
+    micros
+        .filter(|_| items > 0)
+        .map(|us| (us as f64 / items as f64 * 100.0).round() / 100.0)
+}
+
 /// The flags every result line repeats, so a line stands on its own.
 pub fn common_params(setup: &Setup) -> Map<String, Value> {
     let mut params = Map::new();

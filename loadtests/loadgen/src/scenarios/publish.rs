@@ -105,10 +105,7 @@ pub async fn run(args: PublishArgs) -> Result<Outcome, RunError> {
     let secs = began.elapsed().as_secs_f64();
     let after = usage.snapshot();
 
-    let server_cpu_us = super::server_cpu_us(&before, &after);
-    let cpu_us_per_event = server_cpu_us
-        .filter(|_| total.events > 0)
-        .map(|us| (us as f64 / total.events as f64 * 100.0).round() / 100.0);
+    let cpu_us_per_event = super::per_item(super::server_cpu_us(&before, &after), total.events);
     let error_count: u64 = total.errors.values().sum();
 
     let mut checks = Checks::default();

@@ -1,0 +1,467 @@
+//! One worker thread's share of the subscribers.
+//!
+//! Every HTTP worker owns a shard, and every session subscribes to the shard
+//! of the worker it runs on. The hub hands each committed batch to every
+//! shard once; the shard's task, on its own worker, offers each event to its
+//! subscribers. So a delivery wakes a task on the thread that already runs
+//! it, which costs a push onto that thread's run queue, where waking it from
+//! the hub's thread cost a lock on the worker's shared queue and a write to
+//! its event fd, five thousand times per event at five thousand
+//! subscribers.
+//!
+//! A shard whose worker falls so far behind that [`SHARD_BACKLOG`] events
+//! wait for it is sent no more: its subscribers are all marked lagged, as a
+//! slow subscriber is, and resume from their cursors once it catches up.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll, ready};
+
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+
+use super::index::TopicIndex;
+use super::{Filter, Hub, Received, SubscriberId};
+use crate::metrics::Metrics;
+use crate::wire::SharedEvent;
+
+/// Events waiting for one shard, at most; see the module documentation.
+pub const SHARD_BACKLOG: usize = 65_536;
+
+/// Events committed together, shared by every shard.
+pub(super) type Batch = Arc<[Arc<SharedEvent>]>;
+
+pub(super) enum Delivery {
+    Events(Batch),
+    /// Events were left out: lag every subscriber held now.
+    Overflowed,
+}
+
+/// The hub's end of a shard: where it sends, and how much waits there.
+pub(super) struct ShardLink {
+    inbox: mpsc::UnboundedSender<Delivery>,
+    backlog: Arc<Backlog>,
+}
+
+#[derive(Default)]
+struct Backlog {
+    /// Events sent and not yet delivered.
+    events: AtomicUsize,
+    /// Set by the hub when it leaves events out, cleared by the shard once
+    /// it has lagged every subscriber that might have wanted them.
+    overflowed: AtomicBool,
+}
+
+impl ShardLink {
+    /// Hands `batch` over. False once the shard is gone.
+    pub(super) fn send(&self, batch: &Batch) -> bool {
+        // SeqCst: the hub's reading of the flag and the shard's clearing it
+        // must fall in one order with the shard's registrations.
+        if self.backlog.overflowed.load(Ordering::SeqCst) {
+            // The shard has not yet lagged its subscribers for the events
+            // already left out; these are left out with them.
+            return !self.inbox.is_closed();
+        }
+        let waiting = self.backlog.events.fetch_add(batch.len(), Ordering::AcqRel);
+        let delivery = if waiting + batch.len() > SHARD_BACKLOG {
+            self.backlog.events.fetch_sub(batch.len(), Ordering::AcqRel);
+            self.backlog.overflowed.store(true, Ordering::SeqCst);
+            Delivery::Overflowed
+        } else {
+            Delivery::Events(batch.clone())
+        };
+        self.inbox.send(delivery).is_ok()
+    }
+}
+
+struct Subscriber {
+    filter: Arc<Filter>,
+    queue: mpsc::Sender<Arc<SharedEvent>>,
+    lagged: Rc<std::cell::Cell<bool>>,
+    /// The last event handed over, so a subscriber reached through two of
+    /// its patterns gets the event once.
+    last_delivered: i64,
+}
+
+struct Registry {
+    next_id: SubscriberId,
+    subscribers: HashMap<SubscriberId, Subscriber>,
+    index: TopicIndex,
+    queue_capacity: usize,
+    metrics: Arc<Metrics>,
+}
+
+impl Registry {
+    fn remove(&mut self, id: SubscriberId) -> Option<Subscriber> {
+        let subscriber = self.subscribers.remove(&id)?;
+        self.index.remove(id, &subscriber.filter.patterns);
+        self.metrics.subscribers.dec();
+        Some(subscriber)
+    }
+
+    /// Drops a subscriber and marks it lagged: it drains what its queue
+    /// holds, then learns it lagged.
+    fn lag(&mut self, id: SubscriberId) {
+        if let Some(subscriber) = self.remove(id) {
+            subscriber.lagged.set(true);
+            self.metrics.lagged_total.inc();
+        }
+    }
+
+    fn deliver(&mut self, event: &Arc<SharedEvent>) {
+        let id = event.id().get();
+        let mut lagged = Vec::new();
+        let mut delivered = 0u64;
+        let Registry {
+            subscribers, index, ..
+        } = self;
+        index.for_each_candidate(&event.event().topic, |subscriber_id| {
+            let Some(subscriber) = subscribers.get_mut(&subscriber_id) else {
+                return;
+            };
+            if subscriber.last_delivered == id || !subscriber.filter.admits(event.event()) {
+                return;
+            }
+            subscriber.last_delivered = id;
+            match subscriber.queue.try_send(event.clone()) {
+                Ok(()) => delivered += 1,
+                Err(TrySendError::Full(_)) => lagged.push(subscriber_id),
+                // The session ended and its `Subscription` is being dropped.
+                Err(TrySendError::Closed(_)) => {}
+            }
+        });
+        for subscriber_id in lagged {
+            self.lag(subscriber_id);
+        }
+        self.metrics.deliveries_total.add(delivered);
+    }
+}
+
+/// A worker's shard; cheap to clone, bound to the thread that made it.
+#[derive(Clone)]
+pub struct Shard {
+    hub: Hub,
+    registry: Rc<RefCell<Registry>>,
+}
+
+/// A live registration; dropping it unsubscribes.
+pub struct Subscription {
+    id: SubscriberId,
+    queue: mpsc::Receiver<Arc<SharedEvent>>,
+    lagged: Rc<std::cell::Cell<bool>>,
+    registry: Rc<RefCell<Registry>>,
+}
+
+impl Subscription {
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Received> {
+        Poll::Ready(match ready!(self.queue.poll_recv(cx)) {
+            Some(event) => Received::Event(event),
+            None => self.end(),
+        })
+    }
+
+    /// Like `poll_recv`, but `None` when the queue is momentarily empty.
+    pub fn try_recv(&mut self) -> Option<Received> {
+        match self.queue.try_recv() {
+            Ok(event) => Some(Received::Event(event)),
+            Err(mpsc::error::TryRecvError::Empty) => None,
+            Err(mpsc::error::TryRecvError::Disconnected) => Some(self.end()),
+        }
+    }
+
+    pub fn is_lagged(&self) -> bool {
+        self.lagged.get()
+    }
+
+    fn end(&self) -> Received {
+        if self.is_lagged() {
+            Received::Lagged
+        } else {
+            Received::Closed
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        // A subscription dropped while its shard delivers (never: delivery
+        // does not run session code) would find the registry borrowed.
+        if let Ok(mut registry) = self.registry.try_borrow_mut() {
+            registry.remove(self.id);
+        }
+    }
+}
+
+impl Shard {
+    /// A shard for the calling thread, and the task that feeds it, which
+    /// must run on this thread too (`spawn_local`). The task ends when the
+    /// hub stops, ending every subscription.
+    pub fn open(hub: &Hub) -> (Shard, impl std::future::Future<Output = ()> + use<>) {
+        let registry = Rc::new(RefCell::new(Registry {
+            next_id: 0,
+            subscribers: HashMap::new(),
+            index: TopicIndex::default(),
+            queue_capacity: hub.inner.queue_capacity,
+            metrics: hub.inner.metrics.clone(),
+        }));
+        let (inbox_tx, inbox) = mpsc::unbounded_channel();
+        let backlog = Arc::new(Backlog::default());
+        hub.attach(ShardLink {
+            inbox: inbox_tx,
+            backlog: backlog.clone(),
+        });
+        let shard = Shard {
+            hub: hub.clone(),
+            registry: registry.clone(),
+        };
+        (shard, feed_shard(inbox, backlog, registry))
+    }
+
+    /// The hub this shard belongs to (for its recent events).
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// Registers a subscriber. Every event the hub dispatches after this
+    /// returns is offered to it: the shard delivers in the hub's order, and
+    /// the subscriber is in its registry before the shard's task next runs.
+    pub fn subscribe(&self, filter: Arc<Filter>) -> Subscription {
+        let mut registry = self.registry.borrow_mut();
+        let (queue_tx, queue) = mpsc::channel(registry.queue_capacity);
+        let lagged = Rc::new(std::cell::Cell::new(false));
+        let id = registry.next_id;
+        registry.next_id += 1;
+        registry.index.insert(id, &filter.patterns);
+        registry.subscribers.insert(
+            id,
+            Subscriber {
+                filter,
+                queue: queue_tx,
+                lagged: lagged.clone(),
+                last_delivered: 0,
+            },
+        );
+        registry.metrics.subscribers.inc();
+        Subscription {
+            id,
+            queue,
+            lagged,
+            registry: self.registry.clone(),
+        }
+    }
+
+    /// Offers one event to every subscriber of this shard that admits it.
+    pub fn deliver(&self, event: &Arc<SharedEvent>) {
+        self.registry.borrow_mut().deliver(event);
+    }
+
+    #[cfg(test)]
+    fn subscriber_count(&self) -> usize {
+        self.registry.borrow().subscribers.len()
+    }
+}
+
+async fn feed_shard(
+    mut inbox: mpsc::UnboundedReceiver<Delivery>,
+    backlog: Arc<Backlog>,
+    registry: Rc<RefCell<Registry>>,
+) {
+    while let Some(delivery) = inbox.recv().await {
+        let mut registry = registry.borrow_mut();
+        match delivery {
+            Delivery::Events(batch) => {
+                for event in batch.iter() {
+                    registry.deliver(event);
+                }
+                backlog.events.fetch_sub(batch.len(), Ordering::AcqRel);
+            }
+            Delivery::Overflowed => {
+                let ids: Vec<SubscriberId> = registry.subscribers.keys().copied().collect();
+                tracing::warn!(
+                    subscribers = ids.len(),
+                    "a worker fell {SHARD_BACKLOG} events behind; its subscribers resume from their cursors"
+                );
+                for id in ids {
+                    registry.lag(id);
+                }
+                backlog.overflowed.store(false, Ordering::SeqCst);
+            }
+        }
+    }
+    // The hub stopped: end every subscription so sessions can finish.
+    let mut registry = registry.borrow_mut();
+    let ids: Vec<SubscriberId> = registry.subscribers.keys().copied().collect();
+    for id in ids {
+        registry.remove(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Principal;
+    use crate::event::{Event, EventId, Topic, TopicPattern};
+
+    fn reader(user: &str) -> Principal {
+        Principal {
+            user: user.into(),
+            roles: vec![],
+            readable: None,
+            expires_at: u64::MAX,
+        }
+    }
+
+    fn event(id: i64, topic: &str) -> Arc<SharedEvent> {
+        Arc::new(SharedEvent::new(Event {
+            id: EventId::new(id).unwrap(),
+            topic: Topic::parse(topic).unwrap(),
+            kind: "t".into(),
+            entity: None,
+            payload: None,
+            audience: None,
+            timestamp: chrono::Utc::now(),
+            key: None,
+        }))
+    }
+
+    fn filter(patterns: &[&str]) -> Arc<Filter> {
+        Arc::new(Filter {
+            patterns: patterns
+                .iter()
+                .map(|p| TopicPattern::parse(p).unwrap())
+                .collect(),
+            principal: reader("alice"),
+        })
+    }
+
+    /// A shard whose task is never run: tests deliver by hand.
+    fn shard(capacity: usize) -> Shard {
+        let hub = Hub::new(capacity, 16, Arc::new(Metrics::default()));
+        Shard::open(&hub).0
+    }
+
+    fn received_id(received: Option<Received>) -> Option<i64> {
+        match received {
+            Some(Received::Event(e)) => Some(e.id().get()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn subscribers_get_matching_events_once_even_through_two_patterns() {
+        let shard = shard(8);
+        let mut both = shard.subscribe(filter(&["device:*", "device:1"]));
+        let mut other = shard.subscribe(filter(&["alerts"]));
+        shard.deliver(&event(1, "device:1"));
+        assert_eq!(received_id(both.try_recv()), Some(1));
+        assert!(both.try_recv().is_none());
+        assert!(other.try_recv().is_none());
+    }
+
+    #[test]
+    fn a_full_queue_marks_only_that_subscriber_lagged() {
+        let shard = shard(2);
+        let mut slow = shard.subscribe(filter(&["*"]));
+        let mut fast = shard.subscribe(filter(&["*"]));
+        for id in 1..=3 {
+            shard.deliver(&event(id, "t"));
+            assert_eq!(received_id(fast.try_recv()), Some(id));
+        }
+        assert_eq!(received_id(slow.try_recv()), Some(1));
+        assert_eq!(received_id(slow.try_recv()), Some(2));
+        assert!(matches!(slow.try_recv(), Some(Received::Lagged)));
+        shard.deliver(&event(4, "t"));
+        assert_eq!(received_id(fast.try_recv()), Some(4));
+    }
+
+    #[test]
+    fn dropping_a_subscription_unregisters_it() {
+        let shard = shard(2);
+        let subscription = shard.subscribe(filter(&["*"]));
+        assert_eq!(shard.subscriber_count(), 1);
+        drop(subscription);
+        assert_eq!(shard.subscriber_count(), 0);
+    }
+
+    fn local_runtime() -> (tokio::runtime::Runtime, tokio::task::LocalSet) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        (runtime, tokio::task::LocalSet::new())
+    }
+
+    async fn next(subscription: &mut Subscription) -> Received {
+        std::future::poll_fn(|cx| subscription.poll_recv(cx)).await
+    }
+
+    async fn expect_event(subscription: &mut Subscription, expected: i64) {
+        match next(subscription).await {
+            Received::Event(event) => assert_eq!(event.id().get(), expected),
+            other => panic!("expected event {expected}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_shard_gets_what_the_hub_dispatches_in_order() {
+        let (runtime, local) = local_runtime();
+        local.block_on(&runtime, async {
+            let hub = Hub::new(8, 16, Arc::new(Metrics::default()));
+            let mut subscriptions = Vec::new();
+            for _ in 0..2 {
+                let (shard, task) = Shard::open(&hub);
+                tokio::task::spawn_local(task);
+                subscriptions.push(shard.subscribe(filter(&["t"])));
+            }
+            hub.dispatch_batch(vec![event(1, "t"), event(2, "other"), event(3, "t")]);
+            for subscription in &mut subscriptions {
+                for expected in [1, 3] {
+                    expect_event(subscription, expected).await;
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn a_shard_left_too_far_behind_lags_its_subscribers_and_then_delivers_again() {
+        let (runtime, local) = local_runtime();
+        local.block_on(&runtime, async {
+            let hub = Hub::new(SHARD_BACKLOG * 2, 16, Arc::new(Metrics::default()));
+            let (shard, task) = Shard::open(&hub);
+            let mut behind = shard.subscribe(filter(&["t"]));
+            // The shard's task is not running yet: everything waits for it.
+            let batch: Vec<_> = (1..=SHARD_BACKLOG as i64)
+                .map(|id| event(id, "t"))
+                .collect();
+            hub.dispatch_batch(batch);
+            hub.dispatch_batch(vec![event(SHARD_BACKLOG as i64 + 1, "t")]);
+            tokio::task::spawn_local(task);
+            for expected in 1..=SHARD_BACKLOG as i64 {
+                expect_event(&mut behind, expected).await;
+            }
+            assert!(matches!(next(&mut behind).await, Received::Lagged));
+            // Once it has caught up, the shard delivers to new subscribers.
+            let mut fresh = shard.subscribe(filter(&["t"]));
+            let after = SHARD_BACKLOG as i64 + 2;
+            hub.dispatch_batch(vec![event(after, "t")]);
+            expect_event(&mut fresh, after).await;
+        });
+    }
+
+    #[test]
+    fn when_the_hub_stops_every_subscription_ends() {
+        let (runtime, local) = local_runtime();
+        local.block_on(&runtime, async {
+            let hub = Hub::new(8, 16, Arc::new(Metrics::default()));
+            let (shard, task) = Shard::open(&hub);
+            let task = tokio::task::spawn_local(task);
+            let mut subscription = shard.subscribe(filter(&["t"]));
+            hub.detach_all();
+            task.await.unwrap();
+            assert!(matches!(next(&mut subscription).await, Received::Closed));
+        });
+    }
+}
