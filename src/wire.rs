@@ -2,13 +2,12 @@
 //! connection that receives it.
 //!
 //! Fan-out cost is dominated by encoding, so each form (JSON with or without
-//! the audience, the SSE frame) is built at most once per event, on first use,
-//! and then shared as reference-counted bytes.
+//! the audience, the SSE frame, the WebSocket frame) is built at most once
+//! per event, on first use, and then shared as reference-counted bytes.
 
 use std::sync::OnceLock;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use bytestring::ByteString;
 use serde::Serialize;
 
 use crate::event::{Event, EventId, Topic};
@@ -27,7 +26,7 @@ enum Form {
     Json = 0,
     /// `id: N\ndata: {json}\n\n`.
     Sse = 1,
-    /// `{"type":"event","event":{json}}`.
+    /// `{"type":"event","event":{json}}` as a whole WebSocket text frame.
     Ws = 2,
 }
 
@@ -36,9 +35,6 @@ pub struct SharedEvent {
     event: Event,
     /// One cell per (view, form), filled on first use.
     encoded: [[OnceLock<Bytes>; 3]; 2],
-    /// The WebSocket frame as checked UTF-8 text, per view: checked once per
-    /// event, not once per recipient.
-    ws_text: [OnceLock<ByteString>; 2],
 }
 
 /// The event as a reader sees it: the stored event minus its audience.
@@ -60,7 +56,6 @@ impl SharedEvent {
         SharedEvent {
             event,
             encoded: Default::default(),
-            ws_text: Default::default(),
         }
     }
 
@@ -82,16 +77,11 @@ impl SharedEvent {
         self.encoded(view, Form::Sse).clone()
     }
 
-    /// `{"type":"event","event":{json}}`, ready to send as a WebSocket text
-    /// frame.
-    pub fn ws_frame(&self, view: View) -> ByteString {
-        let view = self.effective(view);
-        self.ws_text[view as usize]
-            .get_or_init(|| {
-                // Built from `serde_json` output and ASCII literals: UTF-8.
-                ByteString::try_from(self.encoded(view, Form::Ws).clone()).unwrap_or_default()
-            })
-            .clone()
+    /// `{"type":"event","event":{json}}` as a whole WebSocket text frame,
+    /// header included, ready to write: a server's frames are not masked,
+    /// so every recipient gets the same bytes.
+    pub fn ws_frame(&self, view: View) -> Bytes {
+        self.encoded(view, Form::Ws).clone()
     }
 
     /// Without an audience both views are the same bytes.
@@ -118,9 +108,12 @@ impl SharedEvent {
                 frame.freeze()
             }
             Form::Ws => {
+                const OPEN: &[u8] = br#"{"type":"event","event":"#;
                 let json = self.json(view);
-                let mut frame = BytesMut::with_capacity(json.len() + 28);
-                frame.put_slice(br#"{"type":"event","event":"#);
+                let text_len = OPEN.len() + json.len() + 1;
+                let mut frame = BytesMut::with_capacity(text_len + 10);
+                put_text_frame_header(&mut frame, text_len);
+                frame.put_slice(OPEN);
                 frame.put_slice(json);
                 frame.put_slice(b"}");
                 frame.freeze()
@@ -143,6 +136,31 @@ impl SharedEvent {
             }
             View::Publisher => encode(&self.event),
         }
+    }
+}
+
+/// A WebSocket text frame: `text` (UTF-8, as every JSON message is) behind
+/// the header of a final, unmasked frame.
+pub fn ws_text_frame(text: &str) -> Bytes {
+    let mut frame = BytesMut::with_capacity(text.len() + 10);
+    put_text_frame_header(&mut frame, text.len());
+    frame.put_slice(text.as_bytes());
+    frame.freeze()
+}
+
+/// RFC 6455 §5.2: FIN and the text opcode, then the payload length in the
+/// shortest of its three forms; no mask, as from a server.
+fn put_text_frame_header(frame: &mut BytesMut, len: usize) {
+    const FIN_TEXT: u8 = 0x81;
+    frame.put_u8(FIN_TEXT);
+    if len < 126 {
+        frame.put_u8(len as u8);
+    } else if let Ok(len) = u16::try_from(len) {
+        frame.put_u8(126);
+        frame.put_u16(len);
+    } else {
+        frame.put_u8(127);
+        frame.put_u64(len as u64);
     }
 }
 
@@ -194,8 +212,39 @@ mod tests {
             event.sse_frame(View::Reader),
             format!("id: 7\ndata: {json}\n\n")
         );
+        let text = format!(r#"{{"type":"event","event":{json}}}"#);
+        assert_eq!(event.ws_frame(View::Publisher), ws_text_frame(&text));
+    }
+
+    /// What a client's decoder makes of `frame`: one whole text frame.
+    fn decoded_text(frame: &Bytes) -> String {
+        use actix_codec::Decoder;
+        let mut codec = actix_http::ws::Codec::new().client_mode().max_size(1 << 20);
+        let mut buf = BytesMut::from(&frame[..]);
+        match codec.decode(&mut buf) {
+            Ok(Some(actix_http::ws::Frame::Text(text))) => {
+                assert!(buf.is_empty(), "one frame, nothing after it");
+                String::from_utf8(text.to_vec()).unwrap()
+            }
+            other => panic!("expected one text frame, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn text_frames_decode_at_every_length_form() {
+        // 7-bit, 16-bit and 64-bit lengths, each at its edges.
+        for len in [0, 125, 126, 65_535, 65_536, 100_000] {
+            let text = "x".repeat(len);
+            assert_eq!(decoded_text(&ws_text_frame(&text)), text, "length {len}");
+        }
+    }
+
+    #[test]
+    fn an_event_frame_decodes_to_its_message() {
+        let event = shared(None);
+        let json = String::from_utf8(event.json(View::Reader).to_vec()).unwrap();
         assert_eq!(
-            &*event.ws_frame(View::Publisher),
+            decoded_text(&event.ws_frame(View::Reader)),
             format!(r#"{{"type":"event","event":{json}}}"#)
         );
     }

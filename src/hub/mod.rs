@@ -9,9 +9,11 @@
 //! which the log still serves.
 
 mod index;
+mod queue;
 mod recent;
 mod shard;
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::auth::Principal;
@@ -46,6 +48,8 @@ const RECENT_BYTES: usize = 64 * 1024 * 1024;
 
 struct Inner {
     shards: Mutex<Vec<ShardLink>>,
+    /// The newest event id handed to the shards.
+    dispatched_through: AtomicI64,
     /// Appended before each batch goes to the shards, by the hub's one task,
     /// so its order is dispatch order.
     recent: Mutex<RecentEvents>,
@@ -86,6 +90,7 @@ impl Hub {
         Hub {
             inner: Arc::new(Inner {
                 shards: Mutex::new(Vec::new()),
+                dispatched_through: AtomicI64::new(0),
                 recent: Mutex::new(RecentEvents::new(recent_events, RECENT_BYTES)),
                 queue_capacity: queue_capacity.max(1),
                 metrics,
@@ -128,6 +133,12 @@ impl Hub {
         lock(&self.inner.recent).visit(after, until, visit)
     }
 
+    /// The newest event id handed to the shards: every event up to it is
+    /// committed and at or below the log's head.
+    fn dispatched_through(&self) -> i64 {
+        self.inner.dispatched_through.load(Ordering::SeqCst)
+    }
+
     /// Hands events, in id order, to every shard.
     pub fn dispatch_batch(&self, events: Vec<Arc<SharedEvent>>) {
         {
@@ -135,6 +146,13 @@ impl Hub {
             for event in &events {
                 recent.push(event.clone());
             }
+        }
+        if let Some(last) = events.last() {
+            // Before the shards have the batch: a subscriber that reads this
+            // skips what it covers (see `Shard::subscribe`).
+            self.inner
+                .dispatched_through
+                .store(last.id().get(), Ordering::SeqCst);
         }
         let batch: Batch = events.into();
         // A shard whose worker is gone is let go of here.

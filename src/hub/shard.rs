@@ -18,12 +18,12 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TrySendError;
 
 use super::index::TopicIndex;
+use super::queue::{self, Full};
 use super::{Filter, Hub, Received, SubscriberId};
 use crate::metrics::Metrics;
 use crate::wire::SharedEvent;
@@ -79,11 +79,12 @@ impl ShardLink {
 
 struct Subscriber {
     filter: Arc<Filter>,
-    queue: mpsc::Sender<Arc<SharedEvent>>,
-    lagged: Rc<std::cell::Cell<bool>>,
-    /// The last event handed over, so a subscriber reached through two of
-    /// its patterns gets the event once.
-    last_delivered: i64,
+    queue: queue::Sender,
+    /// Events up to this id are not offered: the last one handed over, so
+    /// a subscriber reached through two of its patterns gets an event once;
+    /// at first, the last one the hub had handed to the shards when it
+    /// subscribed, which its replay serves (see `Shard::subscribe`).
+    offered_through: i64,
 }
 
 struct Registry {
@@ -106,8 +107,16 @@ impl Registry {
     /// holds, then learns it lagged.
     fn lag(&mut self, id: SubscriberId) {
         if let Some(subscriber) = self.remove(id) {
-            subscriber.lagged.set(true);
+            subscriber.queue.close_lagged();
             self.metrics.lagged_total.inc();
+        }
+    }
+
+    /// Lets go of every subscriber: each drains its queue, then ends.
+    fn clear(&mut self) {
+        let ids: Vec<SubscriberId> = self.subscribers.keys().copied().collect();
+        for id in ids {
+            self.remove(id);
         }
     }
 
@@ -122,15 +131,13 @@ impl Registry {
             let Some(subscriber) = subscribers.get_mut(&subscriber_id) else {
                 return;
             };
-            if subscriber.last_delivered == id || !subscriber.filter.admits(event.event()) {
+            if id <= subscriber.offered_through || !subscriber.filter.admits(event.event()) {
                 return;
             }
-            subscriber.last_delivered = id;
-            match subscriber.queue.try_send(event.clone()) {
+            subscriber.offered_through = id;
+            match subscriber.queue.push(event.clone()) {
                 Ok(()) => delivered += 1,
-                Err(TrySendError::Full(_)) => lagged.push(subscriber_id),
-                // The session ended and its `Subscription` is being dropped.
-                Err(TrySendError::Closed(_)) => {}
+                Err(Full) => lagged.push(subscriber_id),
             }
         });
         for subscriber_id in lagged {
@@ -150,47 +157,35 @@ pub struct Shard {
 /// A live registration; dropping it unsubscribes.
 pub struct Subscription {
     id: SubscriberId,
-    queue: mpsc::Receiver<Arc<SharedEvent>>,
-    lagged: Rc<std::cell::Cell<bool>>,
+    queue: queue::Receiver,
     registry: Rc<RefCell<Registry>>,
 }
 
 impl Subscription {
+    /// The next event; `Pending` only when the queue is empty.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Received> {
-        Poll::Ready(match ready!(self.queue.poll_recv(cx)) {
-            Some(event) => Received::Event(event),
-            None => self.end(),
-        })
+        self.queue.poll_recv(cx)
     }
 
     /// Like `poll_recv`, but `None` when the queue is momentarily empty.
     pub fn try_recv(&mut self) -> Option<Received> {
-        match self.queue.try_recv() {
-            Ok(event) => Some(Received::Event(event)),
-            Err(mpsc::error::TryRecvError::Empty) => None,
-            Err(mpsc::error::TryRecvError::Disconnected) => Some(self.end()),
-        }
+        self.queue.try_recv()
     }
 
     pub fn is_lagged(&self) -> bool {
-        self.lagged.get()
-    }
-
-    fn end(&self) -> Received {
-        if self.is_lagged() {
-            Received::Lagged
-        } else {
-            Received::Closed
-        }
+        self.queue.is_lagged()
     }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        // A subscription dropped while its shard delivers (never: delivery
-        // does not run session code) would find the registry borrowed.
-        if let Ok(mut registry) = self.registry.try_borrow_mut() {
-            registry.remove(self.id);
+        // The registry is borrowed only inside the shard's own synchronous
+        // steps, which run no session code, so this never finds it taken.
+        match self.registry.try_borrow_mut() {
+            Ok(mut registry) => {
+                registry.remove(self.id);
+            }
+            Err(_) => debug_assert!(false, "a subscription dropped while its shard delivered"),
         }
     }
 }
@@ -228,10 +223,15 @@ impl Shard {
     /// Registers a subscriber. Every event the hub dispatches after this
     /// returns is offered to it: the shard delivers in the hub's order, and
     /// the subscriber is in its registry before the shard's task next runs.
+    ///
+    /// Events the hub handed over before, still on their way through the
+    /// shard's inbox, are not offered: they are at or below the head the
+    /// subscriber reads next, so its replay serves them, and a backlog of
+    /// them must not fill a fresh queue.
     pub fn subscribe(&self, filter: Arc<Filter>) -> Subscription {
+        let offered_through = self.hub.dispatched_through();
         let mut registry = self.registry.borrow_mut();
-        let (queue_tx, queue) = mpsc::channel(registry.queue_capacity);
-        let lagged = Rc::new(std::cell::Cell::new(false));
+        let (queue_tx, queue) = queue::bounded(registry.queue_capacity);
         let id = registry.next_id;
         registry.next_id += 1;
         registry.index.insert(id, &filter.patterns);
@@ -240,15 +240,13 @@ impl Shard {
             Subscriber {
                 filter,
                 queue: queue_tx,
-                lagged: lagged.clone(),
-                last_delivered: 0,
+                offered_through,
             },
         );
         registry.metrics.subscribers.inc();
         Subscription {
             id,
             queue,
-            lagged,
             registry: self.registry.clone(),
         }
     }
@@ -269,6 +267,9 @@ async fn feed_shard(
     backlog: Arc<Backlog>,
     registry: Rc<RefCell<Registry>>,
 ) {
+    // However this task ends (the hub stopped, the worker went, a panic),
+    // every subscription ends with it instead of waiting forever.
+    let _release = Release(registry.clone());
     while let Some(delivery) = inbox.recv().await {
         let mut registry = registry.borrow_mut();
         match delivery {
@@ -291,11 +292,16 @@ async fn feed_shard(
             }
         }
     }
-    // The hub stopped: end every subscription so sessions can finish.
-    let mut registry = registry.borrow_mut();
-    let ids: Vec<SubscriberId> = registry.subscribers.keys().copied().collect();
-    for id in ids {
-        registry.remove(id);
+}
+
+/// Lets go of every subscriber when dropped.
+struct Release(Rc<RefCell<Registry>>);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        if let Ok(mut registry) = self.0.try_borrow_mut() {
+            registry.clear();
+        }
     }
 }
 
@@ -448,6 +454,23 @@ mod tests {
             let after = SHARD_BACKLOG as i64 + 2;
             hub.dispatch_batch(vec![event(after, "t")]);
             expect_event(&mut fresh, after).await;
+        });
+    }
+
+    #[test]
+    fn a_new_subscriber_is_not_offered_events_dispatched_before_it_came() {
+        let (runtime, local) = local_runtime();
+        local.block_on(&runtime, async {
+            let hub = Hub::new(2, 16, Arc::new(Metrics::default()));
+            let (shard, task) = Shard::open(&hub);
+            // Still in the shard's inbox when the subscriber comes: its
+            // replay serves these, and they would overflow its queue of 2.
+            hub.dispatch_batch((1..=5).map(|id| event(id, "t")).collect());
+            let mut late = shard.subscribe(filter(&["t"]));
+            tokio::task::spawn_local(task);
+            hub.dispatch_batch(vec![event(6, "t")]);
+            expect_event(&mut late, 6).await;
+            assert!(late.try_recv().is_none());
         });
     }
 

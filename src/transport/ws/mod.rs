@@ -104,6 +104,18 @@ fn closing(reason: CloseReason, message: impl Into<String>) -> Closing {
     Closing(reason, message.into())
 }
 
+/// What a frame the queue refused means for the session.
+fn queued(sent: Result<(), Unsent>) -> Result<(), Closing> {
+    match sent {
+        Ok(()) => Ok(()),
+        Err(Unsent::Full) => Err(closing(
+            CloseReason::Lagged,
+            "too far behind: reconnect and resume from your last event id",
+        )),
+        Err(Unsent::Closed) => Err(closing(CloseReason::ClientLeft, "")),
+    }
+}
+
 /// Starts the session of an upgraded connection, on the current worker, and
 /// returns the response that completes the upgrade. `upgrade` and
 /// `upgrade` is the handshake response, `payload` the upgraded request's
@@ -281,15 +293,13 @@ impl Connection {
         self.send(welcome.encode())
     }
 
-    fn send(&self, frame: ByteString) -> Result<(), Closing> {
-        match self.outbound.text(frame) {
-            Ok(()) => Ok(()),
-            Err(Unsent::Full) => Err(closing(
-                CloseReason::Lagged,
-                "too far behind: reconnect and resume from your last event id",
-            )),
-            Err(Unsent::Closed) => Err(closing(CloseReason::ClientLeft, "")),
-        }
+    fn send(&self, text: ByteString) -> Result<(), Closing> {
+        queued(self.outbound.text(text))
+    }
+
+    /// Sends a text frame already encoded (an event's, shared).
+    fn send_frame(&self, frame: bytes::Bytes) -> Result<(), Closing> {
+        queued(self.outbound.frame(frame))
     }
 
     fn error(
@@ -522,11 +532,18 @@ impl Connection {
             patterns,
             cursor,
             request_id,
+            owes_caught_up,
         } in feeds
         {
             let start = Start::After(Since::Id(cursor));
-            self.open_feed(patterns, principal.clone(), start, request_id, false)
-                .await?;
+            self.open_feed(
+                patterns,
+                principal.clone(),
+                start,
+                request_id,
+                owes_caught_up,
+            )
+            .await?;
         }
         Ok(())
     }
@@ -555,7 +572,7 @@ impl Connection {
                     .principal
                     .as_ref()
                     .map_or(crate::wire::View::Reader, Principal::view);
-                self.send(event.ws_frame(view))
+                self.send_frame(event.ws_frame(view))
             }
             Update::CaughtUp { head, request_id } => self.send(
                 ServerMessage::CaughtUp {

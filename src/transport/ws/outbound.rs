@@ -12,9 +12,12 @@
 //! control lane is full (a client flooding pings is closed with 1008).
 //!
 //! The response body is the writer. The HTTP dispatcher polls it whenever
-//! the socket can take bytes; it encodes every frame that is ready into one
-//! chunk. One delivered event so costs one wake-up of the connection and one
-//! write, and a burst of frames goes out in one write. (A writer task
+//! the socket can take bytes. Text frames arrive encoded: an event's frame is
+//! encoded once per event and shared by every connection (`wire`), and a
+//! lone frame goes out as those shared bytes, uncopied; frames that are
+//! ready together are copied into one chunk. One delivered event so costs
+//! one wake-up of the connection and one write, and a burst of frames goes
+//! out in one write. (A writer task
 //! feeding actix-ws's own channel cost two more hand-offs per frame, and a
 //! task and a queue more per connection; loadgen measured 5 % less CPU per
 //! delivery without them.)
@@ -64,7 +67,8 @@ pub enum Unsent {
 /// its connection is served), so one `RefCell` does what three channels
 /// did, at a tenth of their memory per connection.
 struct Queues {
-    data: VecDeque<ByteString>,
+    /// Whole text frames, encoded.
+    data: VecDeque<Bytes>,
     capacity: usize,
     control: VecDeque<Control>,
     close: Option<CloseReason>,
@@ -79,9 +83,12 @@ struct Queues {
 }
 
 impl Queues {
+    /// Wakes the body if it waits. Its waker stays registered (the body
+    /// replaces it only when its task's waker changes), so a delivery
+    /// clones no waker.
     fn wake_writer(&mut self) {
-        if let Some(waker) = self.writer.take() {
-            waker.wake();
+        if let Some(waker) = &self.writer {
+            waker.wake_by_ref();
         }
     }
 
@@ -113,13 +120,21 @@ impl Outbound {
             queues: queues.clone(),
             codec: Codec::new(),
             buf: BytesMut::new(),
+            lone: None,
             ended: false,
         };
         let response = response.set_body(writer.boxed_body());
         (Outbound { queues }, response)
     }
 
-    pub fn text(&self, frame: ByteString) -> Result<(), Unsent> {
+    /// Queues a text message.
+    pub fn text(&self, text: ByteString) -> Result<(), Unsent> {
+        self.frame(crate::wire::ws_text_frame(&text))
+    }
+
+    /// Queues a whole text frame, already encoded, as
+    /// [`SharedEvent::ws_frame`](crate::wire::SharedEvent::ws_frame) gives.
+    pub fn frame(&self, frame: Bytes) -> Result<(), Unsent> {
         let mut queues = self.queues.borrow_mut();
         if queues.writer_gone {
             return Err(Unsent::Closed);
@@ -211,6 +226,9 @@ struct FrameWriter {
     queues: Rc<RefCell<Queues>>,
     codec: Codec,
     buf: BytesMut,
+    /// A frame taken alone, to go out as its own bytes; a second one ready
+    /// with it moves both into `buf`.
+    lone: Option<Bytes>,
     /// A close frame is written, or the session is gone: end after `buf`.
     ended: bool,
 }
@@ -249,11 +267,11 @@ impl FrameWriter {
             }
         }
         let was_full = !queues.has_room();
-        while !self.ended && self.buf.len() < MAX_CHUNK_BYTES {
-            let Some(text) = queues.data.pop_front() else {
+        while !self.ended && self.chunk_len() < MAX_CHUNK_BYTES {
+            let Some(frame) = queues.data.pop_front() else {
                 break;
             };
-            self.encode(Message::Text(text));
+            self.push_frame(frame);
         }
         if queues.data.is_empty() && queues.data.capacity() > KEPT_SLOTS {
             queues.data = VecDeque::new();
@@ -264,9 +282,29 @@ impl FrameWriter {
         {
             waker.wake();
         }
-        if self.buf.is_empty() && !self.ended {
-            queues.writer = Some(cx.waker().clone());
+        if self.chunk_len() == 0 && !self.ended {
+            match &queues.writer {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                _ => queues.writer = Some(cx.waker().clone()),
+            }
         }
+    }
+
+    fn chunk_len(&self) -> usize {
+        self.buf.len() + self.lone.as_ref().map_or(0, Bytes::len)
+    }
+
+    /// Control frames are encoded into `buf` before any text frame is
+    /// taken, so a frame is lone only when nothing else goes with it.
+    fn push_frame(&mut self, frame: Bytes) {
+        if self.chunk_len() == 0 {
+            self.lone = Some(frame);
+            return;
+        }
+        if let Some(lone) = self.lone.take() {
+            self.buf.extend_from_slice(&lone);
+        }
+        self.buf.extend_from_slice(&frame);
     }
 }
 
@@ -277,6 +315,9 @@ impl Stream for FrameWriter {
         let this = self.get_mut();
         if !this.ended {
             this.take_queued(cx);
+        }
+        if let Some(lone) = this.lone.take() {
+            return Poll::Ready(Some(Ok(lone)));
         }
         if !this.buf.is_empty() {
             // The buffer goes with the chunk rather than being reused, so a
@@ -333,6 +374,19 @@ mod tests {
         let (outbound, response) =
             Outbound::attach(HttpResponse::SwitchingProtocols().finish(), capacity);
         (outbound, response.into_body())
+    }
+
+    #[test]
+    fn a_lone_frame_goes_out_as_the_shared_bytes_it_came_in() {
+        let (outbound, mut body) = opened(8);
+        let frame = crate::wire::ws_text_frame("an event");
+        outbound.frame(frame.clone()).unwrap();
+        let mut cx = Context::from_waker(noop_waker_ref());
+        let Poll::Ready(Some(Ok(chunk))) = Pin::new(&mut body).poll_next(&mut cx) else {
+            panic!("a chunk");
+        };
+        assert_eq!(chunk, frame);
+        assert_eq!(chunk.as_ptr(), frame.as_ptr(), "not copied");
     }
 
     #[test]

@@ -65,6 +65,9 @@ pub struct Reopen {
     pub patterns: Vec<TopicPattern>,
     pub cursor: EventId,
     pub request_id: Option<RequestId>,
+    /// Whether the client still waits for this request's `caught_up`,
+    /// which the reopened feed then sends.
+    pub owes_caught_up: bool,
 }
 
 /// A connection holds a handful of feeds at most (its pattern limit bounds
@@ -116,10 +119,13 @@ impl Subscriptions {
                     patterns: remaining,
                     cursor,
                     request_id: active.request_id,
+                    owes_caught_up: active.announce && !active.caught_up,
                 });
             }
         }
-        self.forget_passed();
+        // The reopened feeds start from their cursors and may deliver what
+        // is remembered as sent above them.
+        self.forget_below(reopen.iter().map(|r| r.cursor));
         reopen
     }
 
@@ -224,7 +230,12 @@ impl Subscriptions {
 
     /// Ids at or below every feed's cursor can never come again.
     fn forget_passed(&mut self) {
-        let Some(floor) = self.active.iter().map(Active::cursor).min() else {
+        self.forget_below(std::iter::empty());
+    }
+
+    /// Like `forget_passed`, counting feeds about to open at `cursors` too.
+    fn forget_below(&mut self, cursors: impl Iterator<Item = EventId>) {
+        let Some(floor) = self.active.iter().map(Active::cursor).chain(cursors).min() else {
             self.sent.clear();
             return;
         };
