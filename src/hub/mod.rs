@@ -159,3 +159,31 @@ impl Hub {
         lock(&self.inner.shards).retain(|shard| shard.send(&batch));
     }
 }
+
+/// What the hub's tests build events and read queues with.
+#[cfg(test)]
+mod fixtures {
+    use super::*;
+    use crate::event::Topic;
+
+    pub fn event(id: i64, topic: &str) -> Arc<SharedEvent> {
+        Arc::new(SharedEvent::new(Event {
+            id: EventId::new(id).unwrap(),
+            topic: Topic::parse(topic).unwrap(),
+            kind: "t".into(),
+            entity: None,
+            payload: None,
+            audience: None,
+            timestamp: chrono::Utc::now(),
+            key: None,
+        }))
+    }
+
+    /// The id of a received event, if an event was received.
+    pub fn received_id(received: Option<Received>) -> Option<i64> {
+        match received {
+            Some(Received::Event(event)) => Some(event.id().get()),
+            _ => None,
+        }
+    }
+}

@@ -131,27 +131,11 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Event, EventId, Topic};
+    use crate::hub::fixtures::received_id as id;
     use futures_util::task::noop_waker_ref;
 
     fn event(id: i64) -> Arc<SharedEvent> {
-        Arc::new(SharedEvent::new(Event {
-            id: EventId::new(id).unwrap(),
-            topic: Topic::parse("t").unwrap(),
-            kind: "t".into(),
-            entity: None,
-            payload: None,
-            audience: None,
-            timestamp: chrono::Utc::now(),
-            key: None,
-        }))
-    }
-
-    fn id(received: Option<Received>) -> Option<i64> {
-        match received {
-            Some(Received::Event(event)) => Some(event.id().get()),
-            _ => None,
-        }
+        crate::hub::fixtures::event(id, "t")
     }
 
     #[test]

@@ -92,19 +92,9 @@ impl RecentEvents {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Event, Topic};
 
     fn event(id: i64) -> Arc<SharedEvent> {
-        Arc::new(SharedEvent::new(Event {
-            id: EventId::new(id).unwrap(),
-            topic: Topic::parse("t").unwrap(),
-            kind: "k".into(),
-            entity: None,
-            payload: None,
-            audience: None,
-            timestamp: chrono::Utc::now(),
-            key: None,
-        }))
+        super::super::fixtures::event(id, "t")
     }
 
     fn id(raw: i64) -> EventId {

@@ -309,7 +309,8 @@ impl Drop for Release {
 mod tests {
     use super::*;
     use crate::auth::Principal;
-    use crate::event::{Event, EventId, Topic, TopicPattern};
+    use crate::event::TopicPattern;
+    use crate::hub::fixtures::{event, received_id};
 
     fn reader(user: &str) -> Principal {
         Principal {
@@ -318,19 +319,6 @@ mod tests {
             readable: None,
             expires_at: u64::MAX,
         }
-    }
-
-    fn event(id: i64, topic: &str) -> Arc<SharedEvent> {
-        Arc::new(SharedEvent::new(Event {
-            id: EventId::new(id).unwrap(),
-            topic: Topic::parse(topic).unwrap(),
-            kind: "t".into(),
-            entity: None,
-            payload: None,
-            audience: None,
-            timestamp: chrono::Utc::now(),
-            key: None,
-        }))
     }
 
     fn filter(patterns: &[&str]) -> Arc<Filter> {
@@ -347,13 +335,6 @@ mod tests {
     fn shard(capacity: usize) -> Shard {
         let hub = Hub::new(capacity, 16, Arc::new(Metrics::default()));
         Shard::open(&hub).0
-    }
-
-    fn received_id(received: Option<Received>) -> Option<i64> {
-        match received {
-            Some(Received::Event(e)) => Some(e.id().get()),
-            _ => None,
-        }
     }
 
     #[test]
