@@ -40,7 +40,7 @@ impl Filter {
     }
 }
 
-pub(crate) type SubscriberId = u64;
+pub(crate) type SubscriberId = usize;
 
 /// The byte bound of the recent events kept for replays (payloads may be up
 /// to 64 KiB each, so a count alone would not bound memory).

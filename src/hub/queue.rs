@@ -75,6 +75,11 @@ impl Sender {
         Ok(())
     }
 
+    /// Whether `receiver` is this queue's other end.
+    pub(super) fn feeds(&self, receiver: &Receiver) -> bool {
+        Rc::ptr_eq(&self.0, &receiver.0)
+    }
+
     /// Ends the queue after what it holds, saying the subscriber lagged.
     pub(super) fn close_lagged(self) {
         self.0.borrow_mut().lagged = true;
