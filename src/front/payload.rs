@@ -75,7 +75,7 @@ impl PayloadSender {
             if inner.buffered < MAX_BUFFERED_BYTES || !consumer_alive {
                 return Poll::Ready(());
             }
-            inner.producer = Some(cx.waker().clone());
+            register(&mut inner.producer, cx);
             Poll::Pending
         })
         .await;
@@ -110,8 +110,18 @@ impl Stream for PayloadStream {
         if inner.eof {
             return Poll::Ready(None);
         }
-        inner.consumer = Some(cx.waker().clone());
+        // Polled on every wake-up of its WebSocket session, events or not:
+        // the waker is cloned only when it changes.
+        register(&mut inner.consumer, cx);
         Poll::Pending
+    }
+}
+
+/// Keeps `cx`'s waker in `slot`, cloning it only if it is a new one.
+fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(waker) if waker.will_wake(cx.waker()) => {}
+        _ => *slot = Some(cx.waker().clone()),
     }
 }
 

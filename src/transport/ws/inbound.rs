@@ -45,7 +45,14 @@ impl Inbound {
             if self.ended {
                 return Poll::Ready(None);
             }
-            match self.codec.decode(&mut self.buf) {
+            // Nothing buffered: no frame to find (the common case, a
+            // wake-up for an event).
+            let decoded = if self.buf.is_empty() {
+                Ok(None)
+            } else {
+                self.codec.decode(&mut self.buf)
+            };
+            match decoded {
                 Ok(Some(frame)) => {
                     if self.buf.is_empty() {
                         self.buf = BytesMut::new();
