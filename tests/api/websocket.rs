@@ -596,3 +596,44 @@ async fn a_client_close_is_answered_with_a_close_frame() {
 
     assert_eq!(client.close_code().await, Some(1000));
 }
+
+#[actix_web::test]
+async fn a_subscription_narrowed_while_it_replays_still_gets_its_caught_up_and_every_event_once() {
+    // A queue of 4 frames: the session hands over to the socket every few
+    // events, so the unsubscribe is read while the replay is under way.
+    let app = spawn_app_with(|c| c.subscriber_queue = 4).await;
+    for _ in 0..6 {
+        let batch: Vec<_> = (0..100).map(|_| event("a")).collect();
+        app.publish(&json!(batch)).await;
+    }
+    let mut client = app.ws(&app.reader).await;
+    client.expect("welcome").await;
+    client
+        .send(json!({"type": "subscribe", "topics": ["a", "b"], "since": 0, "request_id": "r1"}))
+        .await;
+    client
+        .send(json!({"type": "unsubscribe", "topics": ["b"], "request_id": "u1"}))
+        .await;
+
+    let mut ids = Vec::new();
+    let mut unsubscribed_after = None;
+    let caught_up = loop {
+        let message = client.json().await;
+        match message["type"].as_str() {
+            Some("subscribed") => {}
+            Some("unsubscribed") => unsubscribed_after = Some(ids.len()),
+            Some("event") => ids.push(message["event"]["id"].as_i64().expect("event id")),
+            Some("caught_up") => break message,
+            _ => panic!("unexpected message {message}"),
+        }
+    };
+
+    let narrowed_at = unsubscribed_after.expect("the unsubscribe is answered");
+    assert!(
+        narrowed_at < 600,
+        "the unsubscribe landed mid-replay (after {narrowed_at} events)"
+    );
+    assert_eq!(caught_up["request_id"], "r1");
+    assert_eq!(caught_up["head"], 600);
+    assert_eq!(ids, (1..=600).collect::<Vec<_>>());
+}
