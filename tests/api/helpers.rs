@@ -123,6 +123,11 @@ pub async fn read_reply(
 }
 
 impl TestApp {
+    /// The configuration the app runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// Shuts the app down, waits until it has stopped completely (server,
     /// writer, database closed), then starts a fresh one on the same
     /// database file and configuration, as an operator's restart would.

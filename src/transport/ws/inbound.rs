@@ -19,16 +19,21 @@ pub struct Inbound {
     /// Bytes of a frame not yet complete. Given back once empty: clients
     /// send little, and an idle connection should hold no buffer.
     buf: BytesMut,
+    /// The codec checks its own limit only once a whole frame has arrived,
+    /// so a header declaring 2^63 bytes would have it buffer without end:
+    /// this is checked against each header before more is read.
+    max_frame_bytes: usize,
     ended: bool,
 }
 
 impl Inbound {
     /// Frames longer than `max_frame_bytes` are refused with
-    /// `ProtocolError::Overflow`.
+    /// `ProtocolError::Overflow` as soon as their header says so.
     pub fn new(payload: Payload, max_frame_bytes: usize) -> Inbound {
         Inbound {
             payload,
             codec: Codec::new().max_size(max_frame_bytes),
+            max_frame_bytes,
             buf: BytesMut::new(),
             ended: false,
         }
@@ -52,6 +57,13 @@ impl Inbound {
             } else {
                 self.codec.decode(&mut self.buf)
             };
+            let decoded = decoded.and_then(|frame| match frame {
+                Some(frame) => Ok(Some(frame)),
+                None if declared_too_long(&self.buf, self.max_frame_bytes) => {
+                    Err(ProtocolError::Overflow)
+                }
+                None => Ok(None),
+            });
             match decoded {
                 Ok(Some(frame)) => {
                     if self.buf.is_empty() {
@@ -81,6 +93,30 @@ impl Inbound {
     }
 }
 
+/// Whether the frame at the start of `buf` declares a payload longer than
+/// `limit`; `false` while its length field has not fully arrived (RFC 6455
+/// §5.2: a 7-bit length, or 126 and 16 bits, or 127 and 64 bits).
+fn declared_too_long(buf: &[u8], limit: usize) -> bool {
+    let Some(&second) = buf.get(1) else {
+        return false;
+    };
+    let declared = match second & 0x7f {
+        126 => match buf.get(2..4) {
+            Some(field) => u64::from(u16::from_be_bytes([field[0], field[1]])),
+            None => return false,
+        },
+        127 => match buf
+            .get(2..10)
+            .and_then(|field| <[u8; 8]>::try_from(field).ok())
+        {
+            Some(field) => u64::from_be_bytes(field),
+            None => return false,
+        },
+        short => u64::from(short),
+    };
+    declared > limit as u64
+}
+
 fn message(frame: Frame) -> Result<Message, ProtocolError> {
     Ok(match frame {
         Frame::Text(bytes) => Message::Text(ByteString::try_from(bytes).map_err(|_| {
@@ -103,6 +139,7 @@ mod tests {
     use actix_codec::Encoder;
     use actix_http::ws::CloseCode;
     use bytes::Bytes;
+    use futures_util::StreamExt;
 
     /// A payload carrying `chunks`, as a client's socket would deliver them.
     fn payload(chunks: Vec<Bytes>) -> Payload {
@@ -154,6 +191,42 @@ mod tests {
             Some(Err(ProtocolError::Overflow))
         ));
         assert!(inbound.recv().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_header_declaring_more_than_the_limit_is_an_overflow_before_its_payload_arrives() {
+        // A header declaring 2^63 - 1 bytes, then a client that never ends
+        // (a payload that is pending forever would hang this test if the
+        // header were not enough).
+        let mut header = vec![0x81, 0xff];
+        header.extend_from_slice(&(u64::MAX >> 1).to_be_bytes());
+        header.extend_from_slice(&[0; 4]);
+        let stream = futures_util::stream::iter([Ok(Bytes::from(header))])
+            .chain(futures_util::stream::pending());
+        let boxed: actix_http::BoxedPayloadStream = Box::pin(stream);
+        let mut inbound = Inbound::new(Payload::from(boxed), 64 * 1024);
+        assert!(matches!(
+            inbound.recv().await,
+            Some(Err(ProtocolError::Overflow))
+        ));
+    }
+
+    #[test]
+    fn each_length_encoding_is_checked_against_the_limit() {
+        // 7-bit, 16-bit and 64-bit length fields, masked.
+        assert!(!declared_too_long(&[0x81, 0x80 | 125], 125));
+        assert!(declared_too_long(&[0x81, 0x80 | 125], 124));
+        assert!(
+            !declared_too_long(&[0x81, 0x80 | 126, 0x01], 10),
+            "incomplete"
+        );
+        assert!(declared_too_long(&[0x81, 0x80 | 126, 0x01, 0x00], 255));
+        assert!(!declared_too_long(&[0x81, 0x80 | 126, 0x01, 0x00], 256));
+        let mut long = vec![0x81, 0xff];
+        long.extend_from_slice(&(1u64 << 40).to_be_bytes());
+        assert!(declared_too_long(&long, usize::MAX >> 24));
+        assert!(!declared_too_long(&long[..9], 0), "incomplete");
+        assert!(!declared_too_long(&[0x81], 0), "no length yet");
     }
 
     #[tokio::test]

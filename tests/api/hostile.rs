@@ -1,0 +1,258 @@
+//! Hostile clients: each case an adversarial review found, answered as the
+//! contract says, while an ordinary client goes on receiving every event.
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::helpers::{PATIENCE, TestApp, event, spawn_app};
+
+/// RFC 6455's close code for a message too big to process.
+const MESSAGE_TOO_BIG: u16 = 1009;
+
+/// How a WebSocket is reached: on a fresh connection (carried by pushlog's
+/// front), or after a first request on a kept-alive one (actix's dispatcher).
+#[derive(Clone, Copy, Debug)]
+enum Path {
+    Front,
+    Dispatcher,
+}
+
+/// A WebSocket spoken byte by byte, for frames no well-behaved client sends.
+struct RawWebSocket {
+    socket: TcpStream,
+    /// Bytes received after the handshake's head, not yet parsed as frames.
+    received: Vec<u8>,
+}
+
+impl RawWebSocket {
+    /// Upgrades `/ws` with `token` (empty: none) along `path`.
+    async fn open(app: &TestApp, token: &str, path: Path) -> RawWebSocket {
+        let address = app.base.trim_start_matches("http://");
+        let mut socket = TcpStream::connect(address).await.expect("connect");
+        let mut received = Vec::new();
+        if let Path::Dispatcher = path {
+            socket
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: pushlog\r\n\r\n")
+                .await
+                .expect("send");
+            let head = read_head(&mut socket, &mut received).await;
+            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+            let length: usize = head
+                .lines()
+                .find_map(|line| {
+                    let (name, value) = line.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().ok())?
+                })
+                .expect("a sized health body");
+            read_at_least(&mut socket, &mut received, length).await;
+            received.drain(..length);
+        }
+        let query = if token.is_empty() {
+            String::new()
+        } else {
+            format!("?token={token}")
+        };
+        let handshake = format!(
+            "GET /ws{query} HTTP/1.1\r\nHost: pushlog\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        );
+        socket.write_all(handshake.as_bytes()).await.expect("send");
+        let head = read_head(&mut socket, &mut received).await;
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        RawWebSocket { socket, received }
+    }
+
+    /// Sends a frame header declaring `length` payload bytes, then `sent`
+    /// zeros (or until the server stops reading); returns the server's
+    /// first answer after its welcome.
+    async fn send_frame(self, length: u64, sent: usize) -> Answer {
+        let RawWebSocket {
+            socket,
+            mut received,
+        } = self;
+        let (mut reader, mut writer) = socket.into_split();
+        let sending = async move {
+            let mut header = vec![0x81, 0xff];
+            header.extend_from_slice(&length.to_be_bytes());
+            header.extend_from_slice(&[0; 4]);
+            writer.write_all(&header).await?;
+            let chunk = vec![0u8; 1 << 20];
+            let mut left = sent;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                writer.write_all(&chunk[..n]).await?;
+                left -= n;
+            }
+            // Keep the writing half open until the answer is in.
+            std::future::pending::<std::io::Result<()>>().await
+        };
+        let sending = tokio::spawn(sending);
+        let answer = tokio::time::timeout(PATIENCE, answer(&mut reader, &mut received))
+            .await
+            .expect("the server answers within the patience window");
+        sending.abort();
+        answer
+    }
+}
+
+/// What the server answered a frame with.
+#[derive(Debug, PartialEq)]
+enum Answer {
+    /// A close frame and its code, or the connection ended without one.
+    Closed(Option<u16>),
+    Text(String),
+}
+
+/// Reads until a response head is complete; returns it, leaving what
+/// follows in `received`.
+async fn read_head(socket: &mut TcpStream, received: &mut Vec<u8>) -> String {
+    loop {
+        if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&received[..end]).into_owned();
+            received.drain(..end + 4);
+            return head;
+        }
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout(PATIENCE, socket.read(&mut buf))
+            .await
+            .expect("a head within the patience window")
+            .expect("read");
+        assert!(n > 0, "closed before a head");
+        received.extend_from_slice(&buf[..n]);
+    }
+}
+
+async fn read_at_least(socket: &mut TcpStream, received: &mut Vec<u8>, len: usize) {
+    let mut buf = [0u8; 4096];
+    while received.len() < len {
+        let n = socket.read(&mut buf).await.expect("read");
+        assert!(n > 0, "closed mid-body");
+        received.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Reads server frames until a close or a text frame other than the
+/// welcome.
+async fn answer(reader: &mut (impl AsyncReadExt + Unpin), received: &mut Vec<u8>) -> Answer {
+    loop {
+        while let Some((opcode, payload, consumed)) = server_frame(received) {
+            received.drain(..consumed);
+            match opcode {
+                0x8 => {
+                    let code = payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]));
+                    return Answer::Closed(code);
+                }
+                0x1 => {
+                    let text = String::from_utf8_lossy(&payload).into_owned();
+                    if !text.contains(r#""type":"welcome""#) {
+                        return Answer::Text(text);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut buf = [0u8; 4096];
+        match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => return Answer::Closed(None),
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// The first complete (unmasked) server frame in `buf`: its opcode, its
+/// payload and how many bytes it took.
+fn server_frame(buf: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
+    let opcode = buf.first()? & 0x0f;
+    let (length, start) = match buf.get(1)? & 0x7f {
+        126 => (u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?]) as usize, 4),
+        127 => (
+            u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize,
+            10,
+        ),
+        short => (short as usize, 2),
+    };
+    let payload = buf.get(start..start + length)?;
+    Some((opcode, payload.to_vec(), start + length))
+}
+
+/// A subscriber that must go on receiving while the server is attacked.
+async fn bystander(app: &TestApp) -> crate::ws_client::WsClient {
+    let mut client = app.ws(&app.reader).await;
+    client.expect("welcome").await;
+    client.subscribe(&["bystanders"], None, "s").await;
+    client.expect("caught_up").await;
+    client
+}
+
+async fn a_frame_declaring_more_than_the_limit_is_refused_from_its_header(
+    token_of: fn(&TestApp) -> String,
+    path: Path,
+) {
+    let app = spawn_app().await;
+    let mut bystander = bystander(&app).await;
+    let limit = app.config().ws_max_frame_bytes;
+
+    let attacker = RawWebSocket::open(&app, &token_of(&app), path).await;
+    // 2^63 - 1 bytes declared, and 64 MiB sent: the server must close on
+    // the header, long before the auth deadline or the ping timeout.
+    let answer = attacker.send_frame(u64::MAX >> 1, 64 << 20).await;
+    assert_eq!(
+        answer,
+        Answer::Closed(Some(MESSAGE_TOO_BIG)),
+        "{path:?}, limit {limit}"
+    );
+
+    let published = app.publish(&event("bystanders")).await;
+    let id = published.body["events"][0]["id"].as_i64().expect("an id");
+    assert_eq!(bystander.next_event_id().await, id);
+}
+
+fn no_token(_: &TestApp) -> String {
+    String::new()
+}
+
+fn reader_token(app: &TestApp) -> String {
+    app.reader.clone()
+}
+
+#[actix_web::test]
+async fn an_oversized_frame_header_without_a_token_closes_with_1009_on_the_front() {
+    a_frame_declaring_more_than_the_limit_is_refused_from_its_header(no_token, Path::Front).await;
+}
+
+#[actix_web::test]
+async fn an_oversized_frame_header_without_a_token_closes_with_1009_through_actix() {
+    a_frame_declaring_more_than_the_limit_is_refused_from_its_header(no_token, Path::Dispatcher)
+        .await;
+}
+
+#[actix_web::test]
+async fn an_oversized_frame_header_with_a_token_closes_with_1009_on_the_front() {
+    a_frame_declaring_more_than_the_limit_is_refused_from_its_header(reader_token, Path::Front)
+        .await;
+}
+
+#[actix_web::test]
+async fn an_oversized_frame_header_with_a_token_closes_with_1009_through_actix() {
+    a_frame_declaring_more_than_the_limit_is_refused_from_its_header(
+        reader_token,
+        Path::Dispatcher,
+    )
+    .await;
+}
+
+#[actix_web::test]
+async fn a_frame_of_exactly_the_limit_is_read_whole() {
+    let app = spawn_app().await;
+    let limit = app.config().ws_max_frame_bytes;
+    let client = RawWebSocket::open(&app, &app.reader, Path::Front).await;
+    // NULs are UTF-8 but no JSON message: read whole, then answered as
+    // one the server does not understand, not as one too big.
+    let answer = client.send_frame(limit as u64, limit).await;
+    match answer {
+        Answer::Text(text) => assert!(text.contains("invalid_message"), "{text}"),
+        closed => panic!("a frame within the limit was refused: {closed:?}"),
+    }
+}
