@@ -1,17 +1,21 @@
-//! The event log: durable, append-only, ordered by id.
+//! The event log: durable, append-only, ordered by id. Embedded in SQLite
+//! (one node), or shared in PostgreSQL by several nodes.
 //!
-//! Writes go through one writer task ([`writer`]) that owns the only write
-//! connection and commits concurrent publishes together (group commit), so
-//! ids are assigned under no lock but the writer's own sequence and commit
-//! order equals id order. Reads use a separate pool and never block writes
-//! (SQLite WAL).
+//! Writes go through one writer task per node ([`writer`]) that commits
+//! concurrent publishes together (group commit) and assigns ids under the
+//! log's write lock, so commit order equals id order on either backend.
+//! Reads use a separate pool and never block writes.
 //!
-//! The log announces what it commits on a [`CommittedEvents`] channel; the hub
-//! listens to that, not to the publish handler, so a later backend whose
-//! events are committed elsewhere (another node on a shared database) can feed
-//! the same channel.
+//! The log announces what it commits on a [`CommittedEvents`] channel; the
+//! hub listens to that, not to the publish handler. On SQLite the writer
+//! announces its own commits; on PostgreSQL a follower ([`follower`]) reads
+//! what any node committed back from the log, in id order.
 
+mod backend;
+mod follower;
 mod position;
+mod postgres;
+mod rows;
 mod sqlite;
 mod writer;
 
@@ -19,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 pub(crate) use position::LogPosition;
 pub use position::{LogBounds, Resolution};
@@ -34,7 +38,7 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("unsupported database URL {0:?}: use sqlite://PATH")]
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
     #[error("the log writer has stopped")]
     WriterGone,
@@ -63,29 +67,79 @@ pub struct Retention {
 /// Handle to the log, cheap to clone.
 #[derive(Clone)]
 pub struct EventLog {
-    reader: sqlite::Reader,
+    reader: Reader,
     writer: mpsc::Sender<writer::Command>,
     position: Arc<LogPosition>,
 }
 
+/// The read side of either backend.
+#[derive(Clone)]
+enum Reader {
+    Sqlite(sqlite::Reader),
+    Postgres(postgres::Reader),
+}
+
 /// What opening the log hands back besides the handle: the committed-event
-/// stream for the hub, and the writer task to await on shutdown.
+/// stream for the hub, and the task to await on shutdown (the writer, and
+/// on a shared log the follower after it).
 pub struct OpenedLog {
     pub log: EventLog,
     pub committed: CommittedEvents,
     pub writer_task: tokio::task::JoinHandle<()>,
 }
 
+/// Committed batches the hub may fall behind by before the writer (or the
+/// follower) waits.
+const COMMITTED_QUEUE: usize = 1024;
+
 impl EventLog {
+    /// Opens the log `database_url` names: `sqlite://PATH` (embedded) or
+    /// `postgres://…` (shared by several nodes).
     pub async fn open(database_url: &str) -> Result<OpenedLog, StoreError> {
-        let (reader, write_conn, position) = sqlite::open(database_url).await?;
-        let position = Arc::new(position);
-        let (commands, committed, writer_task) = writer::spawn(write_conn, position.clone());
+        let (announce, committed) = mpsc::channel(COMMITTED_QUEUE);
+        let poke = Arc::new(Notify::new());
+        if !postgres::is_postgres_url(database_url) {
+            let (reader, backend, position) = sqlite::open(database_url).await?;
+            let position = Arc::new(position);
+            let (commands, writer_task) = writer::spawn(backend, position.clone(), poke, announce);
+            return Ok(OpenedLog {
+                log: EventLog {
+                    reader: Reader::Sqlite(reader),
+                    writer: commands,
+                    position,
+                },
+                committed,
+                writer_task,
+            });
+        }
+        let opened = postgres::open(database_url).await?;
+        let (commands, writer) = writer::spawn(
+            opened.writer,
+            opened.position.clone(),
+            poke.clone(),
+            announce.clone(),
+        );
+        let follower = follower::Follower {
+            reader: opened.reader.clone(),
+            listener_pool: opened.listener_pool,
+            position: opened.position.clone(),
+            announce,
+            writer: commands.clone(),
+            poke,
+            dispatched: opened.position.bounds().head,
+        };
+        let (stop_follower, stopped) = oneshot::channel();
+        let follower = tokio::spawn(follower.run(stopped));
+        let writer_task = tokio::spawn(async move {
+            let _ = writer.await;
+            let _ = stop_follower.send(());
+            let _ = follower.await;
+        });
         Ok(OpenedLog {
             log: EventLog {
-                reader,
+                reader: Reader::Postgres(opened.reader),
                 writer: commands,
-                position,
+                position: opened.position,
             },
             committed,
             writer_task,
@@ -135,7 +189,7 @@ impl EventLog {
     pub async fn resolve(&self, since: Since) -> Result<Resolution, StoreError> {
         let id = match since {
             Since::Id(id) => id,
-            Since::Time(t) => match self.reader.last_id_at_or_before(t).await? {
+            Since::Time(t) => match self.last_id_at_or_before(t).await? {
                 Some(id) => id,
                 None => {
                     let bounds = self.bounds();
@@ -147,7 +201,21 @@ impl EventLog {
                 }
             },
         };
+        if let Reader::Postgres(reader) = &self.reader {
+            // Other nodes append and prune too: a cursor from one of them
+            // may be ahead of what this node's follower has read back, and a
+            // reader who published through another node expects to find
+            // its events here.
+            reader.refresh_bounds().await?;
+        }
         Ok(self.bounds().check(id))
+    }
+
+    async fn last_id_at_or_before(&self, t: DateTime<Utc>) -> Result<Option<EventId>, StoreError> {
+        match &self.reader {
+            Reader::Sqlite(reader) => reader.last_id_at_or_before(t).await,
+            Reader::Postgres(reader) => reader.last_id_at_or_before(t).await,
+        }
     }
 
     /// Events with `after < id <= until` on the given topics, in id order, at
@@ -160,16 +228,25 @@ impl EventLog {
         topics: &[TopicPattern],
         limit: u32,
     ) -> Result<Vec<Event>, StoreError> {
-        self.reader.read_range(after, until, topics, limit).await
+        match &self.reader {
+            Reader::Sqlite(reader) => reader.read_range(after, until, topics, limit).await,
+            Reader::Postgres(reader) => reader.read_range(after, until, topics, limit).await,
+        }
     }
 
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.reader.ping().await
+        match &self.reader {
+            Reader::Sqlite(reader) => reader.ping().await,
+            Reader::Postgres(reader) => reader.ping().await,
+        }
     }
 
     pub async fn close(&self) {
-        self.reader.close().await;
+        match &self.reader {
+            Reader::Sqlite(reader) => reader.close().await,
+            Reader::Postgres(reader) => reader.close().await,
+        }
     }
 }
 

@@ -71,10 +71,12 @@ impl LogPosition {
         }
     }
 
-    /// Called after a commit, never before: a reader that sees this head can
-    /// read every event up to it.
+    /// Called after a commit, never before, and before the events up to it
+    /// are dispatched: a reader that sees this head can read every event up
+    /// to it. Never moves back (on a shared log, a cursor's check and the
+    /// follower may both raise it).
     pub(crate) fn advance_head(&self, head: i64) {
-        self.head.store(head, Ordering::Release);
+        self.head.fetch_max(head, Ordering::AcqRel);
     }
 
     /// Called before the deletes commit, never after: a reader that checks

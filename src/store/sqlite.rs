@@ -8,24 +8,23 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::value::RawValue;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
+    SqliteSynchronous,
 };
-use sqlx::{Connection, QueryBuilder, Row, Sqlite};
+use sqlx::{Connection, QueryBuilder, Sqlite};
 
+use super::StoreError;
+use super::backend::{Decide, Locked, LogBackend, PruneScope};
 use super::position::LogPosition;
-use super::{StoreError, millis_to_datetime};
-use crate::event::{Audience, Entity, EntityOp, Event, EventId, Topic, TopicPattern};
+use super::rows::{COLUMNS, event_from_row, range_query};
+use crate::event::{Event, EventId, TopicPattern};
 
 /// Readers a replay storm may use at once; SQLite WAL readers do not block
 /// the writer, and more connections than cores buy nothing.
 const READ_CONNECTIONS: u32 = 4;
 /// SQLite's default bound on host parameters is 32766; batches stay far below.
 const ROWS_PER_INSERT: usize = 500;
-const COLUMNS: &str =
-    "id, topic, type, entity_kind, entity_id, entity_op, payload, audience, idem_key, created_at";
 
 fn connect_options(database_url: &str) -> Result<SqliteConnectOptions, StoreError> {
     if !database_url.starts_with("sqlite:") {
@@ -41,16 +40,80 @@ fn connect_options(database_url: &str) -> Result<SqliteConnectOptions, StoreErro
 /// Opens the database, applies the migrations, and reads where the log is.
 pub(super) async fn open(
     database_url: &str,
-) -> Result<(Reader, SqliteConnection, LogPosition), StoreError> {
+) -> Result<(Reader, SqliteWriter, LogPosition), StoreError> {
     let options = connect_options(database_url)?;
-    let mut writer = SqliteConnection::connect_with(&options).await?;
-    sqlx::migrate!("./migrations").run(&mut writer).await?;
-    let position = load_position(&mut writer).await?;
+    let mut conn = SqliteConnection::connect_with(&options).await?;
+    sqlx::migrate!("./migrations/sqlite").run(&mut conn).await?;
+    let position = load_position(&mut conn).await?;
+    let last_timestamp = last_timestamp(&mut conn).await?;
     let pool = SqlitePoolOptions::new()
         .max_connections(READ_CONNECTIONS)
         .connect_with(options.read_only(true))
         .await?;
+    let writer = SqliteWriter {
+        conn,
+        head: position.bounds().head.get(),
+        last_timestamp,
+    };
     Ok((Reader { pool }, writer, position))
+}
+
+/// The write connection. The only writer of an embedded log, so the head
+/// and the newest timestamp are kept here rather than read under the lock.
+pub(super) struct SqliteWriter {
+    conn: SqliteConnection,
+    head: i64,
+    last_timestamp: i64,
+}
+
+impl LogBackend for SqliteWriter {
+    const ANNOUNCES_COMMITS: bool = true;
+
+    async fn append(
+        &mut self,
+        keys: Vec<String>,
+        _relay: bool,
+        decide: &mut Decide<'_>,
+    ) -> Result<Vec<Event>, StoreError> {
+        let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let known = find_by_keys(&mut tx, &keys).await?;
+        let events = decide(Locked {
+            head: self.head,
+            last_timestamp: self.last_timestamp,
+            known,
+            staged: Vec::new(),
+        });
+        if events.is_empty() {
+            return Ok(events);
+        }
+        let rows: Vec<&Event> = events.iter().collect();
+        insert(&mut tx, &rows).await?;
+        tx.commit().await?;
+        if let Some(last) = events.last() {
+            self.head = last.id.get();
+            self.last_timestamp = last.timestamp.timestamp_millis();
+        }
+        Ok(events)
+    }
+
+    async fn prune(
+        &mut self,
+        scope: PruneScope,
+        position: &LogPosition,
+    ) -> Result<u64, StoreError> {
+        let pruned = position.bounds().pruned_through.get();
+        let Some(plan) = plan_prune(&mut self.conn, pruned, scope).await? else {
+            return Ok(0);
+        };
+        // Raised before the delete commits; see `LogPosition::raise_pruned`.
+        position.raise_pruned(plan.through, plan.through_at);
+        let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
+        let deleted = delete_through(&mut tx, &plan).await?;
+        tx.commit().await?;
+        tracing::debug!(through = plan.through, deleted, "retention pruned events");
+        Ok(deleted)
+    }
 }
 
 async fn load_position(conn: &mut SqliteConnection) -> Result<LogPosition, StoreError> {
@@ -71,7 +134,7 @@ async fn load_position(conn: &mut SqliteConnection) -> Result<LogPosition, Store
 
 /// The newest `created_at` in the log, so timestamps never go backwards
 /// across a restart even if the clock did.
-pub(super) async fn last_timestamp(conn: &mut SqliteConnection) -> Result<i64, StoreError> {
+async fn last_timestamp(conn: &mut SqliteConnection) -> Result<i64, StoreError> {
     Ok(sqlx::query_scalar(
         "SELECT COALESCE((SELECT created_at FROM events ORDER BY id DESC LIMIT 1), 0)",
     )
@@ -92,14 +155,7 @@ impl Reader {
         topics: &[TopicPattern],
         limit: u32,
     ) -> Result<Vec<Event>, StoreError> {
-        let mut query =
-            QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM events WHERE id > "));
-        query.push_bind(after.get());
-        query.push(" AND id <= ");
-        query.push_bind(until.get());
-        push_topic_filter(&mut query, topics);
-        query.push(" ORDER BY id LIMIT ");
-        query.push_bind(i64::from(limit));
+        let mut query = range_query::<Sqlite>("events", after, until, topics, limit);
         let rows = query.build().fetch_all(&self.pool).await?;
         rows.iter().map(event_from_row).collect()
     }
@@ -127,84 +183,8 @@ impl Reader {
     }
 }
 
-/// `AND (topic = ? OR topic >= ? AND topic < ? …)`. Prefixes become ranges so
-/// the `(topic, id)` index serves them; `*` needs no filter at all.
-fn push_topic_filter(query: &mut QueryBuilder<Sqlite>, topics: &[TopicPattern]) {
-    if topics.iter().any(|p| matches!(p, TopicPattern::All)) {
-        return;
-    }
-    query.push(" AND (");
-    for (i, pattern) in topics.iter().enumerate() {
-        if i > 0 {
-            query.push(" OR ");
-        }
-        match pattern {
-            TopicPattern::Exact(topic) => {
-                query.push("topic = ");
-                query.push_bind(topic.as_str().to_owned());
-            }
-            TopicPattern::Prefix(prefix) => {
-                query.push("(topic >= ");
-                query.push_bind(prefix.clone());
-                query.push(" AND topic < ");
-                query.push_bind(prefix_upper_bound(prefix));
-                query.push(")");
-            }
-            TopicPattern::All => unreachable!("handled above"),
-        }
-    }
-    query.push(")");
-}
-
-/// The smallest string greater than every string starting with `prefix`.
-/// Topic characters are ASCII below `~`, so bumping the last byte is enough.
-fn prefix_upper_bound(prefix: &str) -> String {
-    let mut bytes = prefix.as_bytes().to_vec();
-    if let Some(last) = bytes.last_mut() {
-        *last += 1;
-    }
-    String::from_utf8(bytes).unwrap_or_else(|_| prefix.to_owned())
-}
-
-fn event_from_row(row: &SqliteRow) -> Result<Event, StoreError> {
-    let id: i64 = row.try_get("id")?;
-    let corrupt = |reason: String| StoreError::CorruptRow { id, reason };
-    let entity = match (
-        row.try_get::<Option<String>, _>("entity_kind")?,
-        row.try_get::<Option<String>, _>("entity_id")?,
-        row.try_get::<Option<String>, _>("entity_op")?,
-    ) {
-        (Some(kind), Some(entity_id), Some(op)) => Some(Entity {
-            kind,
-            id: entity_id,
-            op: EntityOp::parse(&op).ok_or_else(|| corrupt(format!("entity_op {op:?}")))?,
-        }),
-        _ => None,
-    };
-    let payload = match row.try_get::<Option<String>, _>("payload")? {
-        Some(text) => Some(RawValue::from_string(text).map_err(|e| corrupt(e.to_string()))?),
-        None => None,
-    };
-    let audience = match row.try_get::<Option<String>, _>("audience")? {
-        Some(text) => {
-            Some(serde_json::from_str::<Audience>(&text).map_err(|e| corrupt(e.to_string()))?)
-        }
-        None => None,
-    };
-    Ok(Event {
-        id: EventId::new(id).ok_or_else(|| corrupt("negative id".into()))?,
-        topic: Topic::from_trusted(row.try_get("topic")?),
-        kind: row.try_get("type")?,
-        entity,
-        payload,
-        audience,
-        timestamp: millis_to_datetime(row.try_get("created_at")?),
-        key: row.try_get("idem_key")?,
-    })
-}
-
 /// The stored events carrying any of `keys`.
-pub(super) async fn find_by_keys(
+async fn find_by_keys(
     conn: &mut SqliteConnection,
     keys: &[&str],
 ) -> Result<Vec<Event>, StoreError> {
@@ -228,10 +208,7 @@ pub(super) async fn find_by_keys(
 
 /// Inserts events whose ids the writer has already assigned, in one
 /// transaction that the caller commits.
-pub(super) async fn insert(
-    conn: &mut SqliteConnection,
-    events: &[&Event],
-) -> Result<(), StoreError> {
+async fn insert(conn: &mut SqliteConnection, events: &[&Event]) -> Result<(), StoreError> {
     for chunk in events.chunks(ROWS_PER_INSERT) {
         let mut query = QueryBuilder::<Sqlite>::new(format!("INSERT INTO events ({COLUMNS}) "));
         query.push_values(chunk, |mut row, event| {
@@ -256,19 +233,17 @@ pub(super) async fn insert(
 }
 
 /// What one prune step decided to delete.
-pub(super) struct PrunePlan {
-    pub through: i64,
-    pub through_at: i64,
+struct PrunePlan {
+    through: i64,
+    through_at: i64,
 }
 
 /// Finds the next batch to delete: ids after `pruned` up to `batch` rows,
 /// stopping at the newest id that retention no longer keeps.
-pub(super) async fn plan_prune(
+async fn plan_prune(
     conn: &mut SqliteConnection,
     pruned: i64,
-    keep_after_id: i64,
-    keep_after_ms: Option<i64>,
-    batch: u32,
+    scope: PruneScope,
 ) -> Result<Option<PrunePlan>, StoreError> {
     // The last row of the batch: the `batch`-th row after `pruned` that is
     // outside retention (by count: id <= keep_after_id; by age: older).
@@ -288,9 +263,9 @@ pub(super) async fn plan_prune(
          ) ORDER BY id DESC LIMIT 1",
     )
     .bind(pruned)
-    .bind(keep_after_id)
-    .bind(keep_after_ms.unwrap_or(i64::MIN))
-    .bind(i64::from(batch))
+    .bind(scope.keep_after_id)
+    .bind(scope.keep_after_ms.unwrap_or(i64::MIN))
+    .bind(i64::from(scope.batch))
     .fetch_optional(&mut *conn)
     .await?;
     Ok(row.map(|(through, through_at)| PrunePlan {
@@ -299,10 +274,7 @@ pub(super) async fn plan_prune(
     }))
 }
 
-pub(super) async fn delete_through(
-    conn: &mut SqliteConnection,
-    plan: &PrunePlan,
-) -> Result<u64, StoreError> {
+async fn delete_through(conn: &mut SqliteConnection, plan: &PrunePlan) -> Result<u64, StoreError> {
     let deleted = sqlx::query("DELETE FROM events WHERE id <= ?")
         .bind(plan.through)
         .execute(&mut *conn)
@@ -316,16 +288,4 @@ pub(super) async fn delete_through(
     .execute(&mut *conn)
     .await?;
     Ok(deleted)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefix_ranges_cover_exactly_the_prefix() {
-        assert_eq!(prefix_upper_bound("device:"), "device;");
-        assert!("device:zzz" < "device;");
-        assert!("device:" >= "device:");
-    }
 }

@@ -6,20 +6,22 @@
 //! requests, so the fsync cost is shared; when idle, a lone request commits at
 //! once, with no timer adding latency.
 //!
-//! Being the only writer is what makes ids safe cursors: ids are assigned
-//! here, in the order transactions commit, so no reader can ever see id N+1
-//! before N. It also makes idempotency checks race-free without locks.
+//! Ids are assigned inside the append transaction, under the log's write lock
+//! (SQLite's `BEGIN IMMEDIATE`; on PostgreSQL the row lock on `log_head`,
+//! which the writers of every node share), and the lock is held until commit.
+//! So transactions commit in id order, no reader can ever see id N+1 before
+//! N, and the idempotency check sees every key committed before it. On one
+//! node the writer is also the only one, so the lock is never contended.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Serialize;
-use sqlx::Connection;
-use sqlx::sqlite::SqliteConnection;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
+use super::backend::{Locked, LogBackend, PruneScope};
 use super::position::LogPosition;
-use super::{AppendError, Retention, StoreError, millis_to_datetime, now_millis, sqlite};
+use super::{AppendError, Retention, StoreError, millis_to_datetime, now_millis};
 use crate::event::{Event, EventId, NewEvent};
 
 /// Most publish requests waiting to be decided. Publishers beyond it wait
@@ -28,8 +30,6 @@ const COMMAND_QUEUE: usize = 4096;
 /// Most events in one transaction: large enough to amortise the fsync, small
 /// enough that one commit never stalls the log for long.
 const MAX_EVENTS_PER_COMMIT: usize = 20_000;
-/// Committed batches the hub may fall behind by before the writer waits.
-const COMMITTED_QUEUE: usize = 1024;
 
 type AppendReply = oneshot::Sender<Result<Appended, AppendError>>;
 type PendingAppend = (Vec<NewEvent>, AppendReply);
@@ -44,6 +44,8 @@ pub(super) enum Command {
         batch: u32,
         reply: oneshot::Sender<Result<u64, StoreError>>,
     },
+    /// Move the outbox's committed rows into the log (shared logs only).
+    Relay,
     /// Finish what was queued before this, then stop.
     Stop,
 }
@@ -94,33 +96,32 @@ pub enum AppendRejected {
     },
 }
 
-pub(super) fn spawn(
-    conn: SqliteConnection,
+/// Starts the writer on `backend`. `poke` is notified after each commit a
+/// backend does not announce itself, for the follower that reads it back.
+pub(super) fn spawn<B: LogBackend>(
+    backend: B,
     position: Arc<LogPosition>,
-) -> (
-    mpsc::Sender<Command>,
-    CommittedEvents,
-    tokio::task::JoinHandle<()>,
-) {
+    poke: Arc<Notify>,
+    announce: mpsc::Sender<Arc<[Event]>>,
+) -> (mpsc::Sender<Command>, tokio::task::JoinHandle<()>) {
     let (commands, inbox) = mpsc::channel(COMMAND_QUEUE);
-    let (announce, committed) = mpsc::channel(COMMITTED_QUEUE);
     let task = tokio::spawn(async move {
         let writer = Writer {
-            conn,
+            backend,
             position,
             announce,
-            last_timestamp: 0,
+            poke,
         };
         writer.run(inbox).await;
     });
-    (commands, committed, task)
+    (commands, task)
 }
 
-struct Writer {
-    conn: SqliteConnection,
+struct Writer<B> {
+    backend: B,
     position: Arc<LogPosition>,
     announce: mpsc::Sender<Arc<[Event]>>,
-    last_timestamp: i64,
+    poke: Arc<Notify>,
 }
 
 /// One request's decision: new events to insert, and the answer it gets once
@@ -131,18 +132,15 @@ struct Decided {
     created: bool,
 }
 
-impl Writer {
+impl<B: LogBackend> Writer<B> {
     async fn run(mut self, mut inbox: mpsc::Receiver<Command>) {
-        match sqlite::last_timestamp(&mut self.conn).await {
-            Ok(ts) => self.last_timestamp = ts,
-            Err(error) => tracing::error!(error = %error, "could not read the last timestamp"),
-        }
         let mut pending = Vec::new();
         let mut stopping = false;
         // Ends on `Stop` or when every `EventLog` handle is gone. Commands
         // queue in order, so every request sent before `Stop` is answered.
         while let Some(first) = inbox.recv().await {
             let mut appends = Vec::new();
+            let mut relay = false;
             let mut events = 0;
             let mut next = Some(first);
             while let Some(command) = next.take() {
@@ -154,6 +152,7 @@ impl Writer {
                         events += batch.len();
                         appends.push((batch, reply));
                     }
+                    Command::Relay => relay = true,
                     Command::Prune {
                         retention,
                         batch,
@@ -168,8 +167,8 @@ impl Writer {
                     next = inbox.try_recv().ok();
                 }
             }
-            if !appends.is_empty() {
-                self.commit_group(appends).await;
+            if !appends.is_empty() || relay {
+                self.commit_group(appends, relay).await;
             }
             for (retention, batch, reply) in pending.drain(..) {
                 let _ = reply.send(self.prune(retention, batch).await);
@@ -181,64 +180,42 @@ impl Writer {
         tracing::debug!("log writer stopped");
     }
 
-    async fn commit_group(&mut self, appends: Vec<PendingAppend>) {
-        let keys: Vec<&str> = appends
+    /// Commits every request of the group that is valid, and the outbox's
+    /// rows when `relay` is set, in one transaction.
+    async fn commit_group(&mut self, appends: Vec<PendingAppend>, relay: bool) {
+        let keys: Vec<String> = appends
             .iter()
-            .flat_map(|(events, _)| events.iter().filter_map(|e| e.key.as_deref()))
+            .flat_map(|(events, _)| events.iter().filter_map(|e| e.key.clone()))
             .collect();
-        let mut known: HashMap<String, Event> = HashMap::new();
-        if !keys.is_empty() {
-            match sqlite::find_by_keys(&mut self.conn, &keys).await {
-                Ok(found) => {
-                    for event in found {
-                        if let Some(key) = event.key.clone() {
-                            known.insert(key, event);
-                        }
-                    }
+        let mut undecided = Some(appends);
+        let mut decided = Vec::new();
+        let mut decide = |locked: Locked| {
+            decide_group(undecided.take().unwrap_or_default(), locked, &mut decided)
+        };
+        let committed = self.backend.append(keys, relay, &mut decide).await;
+        let new_events = match committed {
+            Ok(events) => events,
+            Err(error) => {
+                tracing::error!(error = %error, "group commit failed");
+                // Nothing of the group was committed: every publisher may
+                // safely retry.
+                let unanswered = undecided.into_iter().flatten().map(|(_, reply)| reply);
+                let decided = decided.into_iter().map(|d| d.reply);
+                for reply in unanswered.chain(decided) {
+                    let _ = reply.send(Err(AppendError::Store(StoreError::CommitFailed)));
                 }
-                Err(error) => return fail_all(appends, error),
+                return;
             }
-        }
-
-        let head_before = self.position.bounds().head.get();
-        let mut next_id = head_before + 1;
-        let timestamp = now_millis().max(self.last_timestamp);
-        let mut decided = Vec::with_capacity(appends.len());
-        let mut new_events: Vec<Event> = Vec::new();
-        for (events, reply) in appends {
-            match decide(events, &known, &mut next_id, timestamp) {
-                Ok((answer, fresh)) => {
-                    for event in &fresh {
-                        if let Some(key) = &event.key {
-                            // A later request in this group with the same
-                            // key is a retry of this one.
-                            known.insert(key.clone(), event.clone());
-                        }
-                    }
-                    decided.push(Decided {
-                        reply,
-                        created: !fresh.is_empty(),
-                        answer,
-                    });
-                    new_events.extend(fresh);
-                }
-                Err(rejected) => {
-                    let _ = reply.send(Err(AppendError::Rejected(rejected)));
-                }
+        };
+        if let Some(last) = new_events.last() {
+            if B::ANNOUNCES_COMMITS {
+                self.position.advance_head(last.id.get());
+                // The hub may be gone during shutdown; the events are
+                // committed regardless, and readers will find them in the log.
+                let _ = self.announce.send(new_events.into()).await;
+            } else {
+                self.poke.notify_one();
             }
-        }
-
-        if !new_events.is_empty() {
-            if let Err(error) = self.write(&new_events).await {
-                tracing::error!(error = %error, events = new_events.len(), "group commit failed");
-                return fail_all_decided(decided);
-            }
-            self.last_timestamp = timestamp;
-            self.position.advance_head(next_id - 1);
-            let committed: Arc<[Event]> = new_events.into();
-            // The hub may be gone during shutdown; the events are committed
-            // regardless, and readers will find them in the log.
-            let _ = self.announce.send(committed).await;
         }
         for Decided {
             reply,
@@ -250,14 +227,6 @@ impl Writer {
             // A publisher that hung up still had its events committed.
             let _ = reply.send(Ok(Appended { events, created }));
         }
-    }
-
-    async fn write(&mut self, events: &[Event]) -> Result<(), StoreError> {
-        let rows: Vec<&Event> = events.iter().collect();
-        let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
-        sqlite::insert(&mut tx, &rows).await?;
-        tx.commit().await?;
-        Ok(())
     }
 
     async fn prune(&mut self, retention: Retention, batch: u32) -> Result<u64, StoreError> {
@@ -274,25 +243,73 @@ impl Writer {
         let keep_after_ms = retention
             .max_age
             .map(|age| now_millis() - i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
-        let Some(plan) = sqlite::plan_prune(
-            &mut self.conn,
-            bounds.pruned_through.get(),
+        let scope = PruneScope {
             keep_after_id,
             keep_after_ms,
             batch,
-        )
-        .await?
-        else {
-            return Ok(0);
         };
-        // Raised before the delete commits; see `LogPosition::raise_pruned`.
-        self.position.raise_pruned(plan.through, plan.through_at);
-        let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
-        let deleted = sqlite::delete_through(&mut tx, &plan).await?;
-        tx.commit().await?;
-        tracing::debug!(through = plan.through, deleted, "retention pruned events");
-        Ok(deleted)
+        self.backend.prune(scope, &self.position).await
     }
+}
+
+/// Decides a group under the log's write lock: each request is answered
+/// with a rejection at once, or joins `decided` with its events. Staged
+/// outbox events follow the requests. Returns the new events, ids assigned
+/// from the locked head.
+fn decide_group(
+    appends: Vec<PendingAppend>,
+    locked: Locked,
+    decided: &mut Vec<Decided>,
+) -> Vec<Event> {
+    let Locked {
+        head,
+        last_timestamp,
+        known,
+        staged,
+    } = locked;
+    let mut known: HashMap<String, Event> = known
+        .into_iter()
+        .filter_map(|event| Some((event.key.clone()?, event)))
+        .collect();
+    let mut next_id = head + 1;
+    let timestamp = now_millis().max(last_timestamp);
+    let mut new_events: Vec<Event> = Vec::new();
+    let mut take =
+        |events: Vec<NewEvent>, known: &mut HashMap<String, Event>, new_events: &mut Vec<Event>| {
+            let (answer, fresh) = decide(events, known, &mut next_id, timestamp)?;
+            for event in &fresh {
+                if let Some(key) = &event.key {
+                    // A later request in this group with the same key is a
+                    // retry of this one.
+                    known.insert(key.clone(), event.clone());
+                }
+            }
+            let created = !fresh.is_empty();
+            new_events.extend(fresh);
+            Ok::<_, AppendRejected>((answer, created))
+        };
+    for (events, reply) in appends {
+        match take(events, &mut known, &mut new_events) {
+            Ok((answer, created)) => decided.push(Decided {
+                reply,
+                answer,
+                created,
+            }),
+            Err(rejected) => {
+                let _ = reply.send(Err(AppendError::Rejected(rejected)));
+            }
+        }
+    }
+    for event in staged {
+        // An application's transaction staged this and has committed:
+        // nobody is waiting for an answer. A key already in the log is a
+        // retry, and a conflicting one was refused by `pushlog.publish`
+        // unless two transactions raced; the log keeps the first.
+        if let Err(rejected) = take(vec![event], &mut known, &mut new_events) {
+            tracing::warn!(%rejected, "an outbox event was dropped");
+        }
+    }
+    new_events
 }
 
 /// Decides one request against the keys already known: every event either
@@ -345,19 +362,4 @@ fn decide(
         fresh.push(stored);
     }
     Ok((answer, fresh))
-}
-
-/// Answers every request of a group whose transaction could not be made:
-/// nothing of it was committed, so every publisher may safely retry.
-fn fail_all(appends: Vec<PendingAppend>, error: StoreError) {
-    tracing::error!(error = %error, "could not look up idempotency keys");
-    for (_, reply) in appends {
-        let _ = reply.send(Err(AppendError::Store(StoreError::CommitFailed)));
-    }
-}
-
-fn fail_all_decided(decided: Vec<Decided>) {
-    for Decided { reply, .. } in decided {
-        let _ = reply.send(Err(AppendError::Store(StoreError::CommitFailed)));
-    }
 }

@@ -1,0 +1,64 @@
+//! What the writer asks of a database. The writer's logic (group commit,
+//! idempotency, id assignment, retention arithmetic) is written once in
+//! `writer`; each backend supplies the transactions that carry it out.
+
+use std::future::Future;
+
+use super::StoreError;
+use super::position::LogPosition;
+use crate::event::{Event, NewEvent};
+
+/// The state of the log as seen under its write lock, handed to the writer's
+/// decision while the transaction is open.
+pub(super) struct Locked {
+    /// The last id assigned: new events continue from here.
+    pub head: i64,
+    /// `created_at` of the newest event, so timestamps never go backwards.
+    pub last_timestamp: i64,
+    /// Stored events carrying any of the keys asked for.
+    pub known: Vec<Event>,
+    /// Events an application staged in the outbox, in the order they were
+    /// staged (PostgreSQL only), to be appended with the others.
+    pub staged: Vec<NewEvent>,
+}
+
+/// The writer's decision: the events to insert, ids assigned, in id order.
+pub(super) type Decide<'a> = dyn FnMut(Locked) -> Vec<Event> + Send + 'a;
+
+/// Which events retention no longer keeps, as the writer computed it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PruneScope {
+    /// Events with an id at or below this are beyond the count bound.
+    pub keep_after_id: i64,
+    /// Events created before this (Unix ms) are beyond the age bound.
+    pub keep_after_ms: Option<i64>,
+    /// Most rows deleted in one transaction.
+    pub batch: u32,
+}
+
+/// The SQL side of the single writer.
+pub(super) trait LogBackend: Send + 'static {
+    /// Whether commits reach the hub from the writer itself (this node owns
+    /// the log) rather than from a follower reading the shared log back.
+    const ANNOUNCES_COMMITS: bool;
+
+    /// One append transaction: takes the log's write lock, looks up `keys`,
+    /// takes the outbox's committed rows when `relay` is set, calls `decide`
+    /// exactly once (unless the transaction fails before it), inserts the
+    /// events it returns and commits. Returns those events once committed.
+    fn append(
+        &mut self,
+        keys: Vec<String>,
+        relay: bool,
+        decide: &mut Decide<'_>,
+    ) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send;
+
+    /// Deletes the oldest batch within `scope`, under the write lock; raises
+    /// `position`'s pruned mark before the deletes commit. Returns how many
+    /// rows went.
+    fn prune(
+        &mut self,
+        scope: PruneScope,
+        position: &LogPosition,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}

@@ -1,0 +1,164 @@
+//! A node's view of a shared log: what any node committed, read back from
+//! the log in id order and handed to this node's hub.
+//!
+//! Notifications only say "the head moved" (`pushlog_head`) or "the outbox
+//! has rows" (`pushlog_outbox`); the events themselves always come from the
+//! log, after the last id this node dispatched. So a lost notification, a
+//! dropped listener connection or a database restart costs latency, never
+//! an event: after each of them, and at least once a second, the follower
+//! reads whatever it has not dispatched yet.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgListener, PgNotification, PgPool};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use super::StoreError;
+use super::position::LogPosition;
+use super::postgres::{self, HEAD_CHANNEL, OUTBOX_CHANNEL};
+use super::writer::Command;
+use crate::event::{Event, EventId, TopicPattern};
+
+/// Events read from the log per query.
+const PAGE: u32 = 1000;
+/// How often the log is read even without a notification.
+const POLL_EVERY: Duration = Duration::from_secs(1);
+/// Waits between attempts while the database cannot be reached.
+const RECONNECT_FIRST: Duration = Duration::from_millis(100);
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
+
+pub(super) struct Follower {
+    pub reader: postgres::Reader,
+    /// A pool of one: the listener holds its connection.
+    pub listener_pool: PgPool,
+    pub position: Arc<LogPosition>,
+    /// Into this node's hub.
+    pub announce: mpsc::Sender<Arc<[Event]>>,
+    /// This node's writer, asked to relay the outbox.
+    pub writer: mpsc::Sender<Command>,
+    /// Notified by this node's writer after each commit, so its own events
+    /// do not wait for the notification's round trip.
+    pub poke: Arc<Notify>,
+    /// The newest id handed to the hub.
+    pub dispatched: EventId,
+}
+
+impl Follower {
+    /// Follows the log until `stop` resolves (or its sender is dropped).
+    pub(super) async fn run(mut self, mut stop: oneshot::Receiver<()>) {
+        let mut listener: Option<PgListener> = None;
+        let mut retry = RECONNECT_FIRST;
+        loop {
+            if listener.is_none() {
+                listener = self.listen().await;
+            }
+            let caught_up = match self.catch_up().await {
+                Ok(true) => return,
+                Ok(false) => true,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the shared log; retrying");
+                    false
+                }
+            };
+            let wait = if caught_up && listener.is_some() {
+                retry = RECONNECT_FIRST;
+                POLL_EVERY
+            } else {
+                retry = (retry * 2).min(RECONNECT_MAX);
+                retry
+            };
+            let mut outbox = false;
+            tokio::select! {
+                _ = &mut stop => return,
+                () = self.poke.notified() => {}
+                () = tokio::time::sleep(wait) => outbox = true,
+                received = next_notification(&mut listener) => match received {
+                    Ok(Some(notification)) => outbox |= is_outbox(&notification),
+                    // The connection dropped; sqlx reconnects on the next
+                    // call. Whatever was notified meanwhile is read back now.
+                    Ok(None) => tracing::warn!("the listener's connection was lost; catching up"),
+                    Err(error) => {
+                        tracing::warn!(%error, "the listener failed; reconnecting");
+                        listener = None;
+                    }
+                },
+            }
+            if let Some(listening) = &mut listener {
+                while let Some(notification) = listening.next_buffered() {
+                    outbox |= is_outbox(&notification);
+                }
+            }
+            if outbox {
+                self.relay_if_waiting().await;
+            }
+        }
+    }
+
+    async fn listen(&self) -> Option<PgListener> {
+        let listening = async {
+            let mut listener = PgListener::connect_with(&self.listener_pool).await?;
+            listener.listen_all([HEAD_CHANNEL, OUTBOX_CHANNEL]).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        match listening.await {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for commits; polling until it can");
+                None
+            }
+        }
+    }
+
+    /// Hands every event after `dispatched` to the hub, in id order.
+    /// `Ok(true)` when the hub is gone (the node is stopping).
+    async fn catch_up(&mut self) -> Result<bool, StoreError> {
+        let until = EventId::new(i64::MAX).unwrap_or(EventId::ZERO);
+        loop {
+            let events = self
+                .reader
+                .read_range(self.dispatched, until, &[TopicPattern::All], PAGE)
+                .await?;
+            let Some(last) = events.last().map(|event| event.id) else {
+                return Ok(false);
+            };
+            let full = events.len() == PAGE as usize;
+            // The head before the dispatch: see `replay`, step 2.
+            self.position.advance_head(last.get());
+            if self.announce.send(events.into()).await.is_err() {
+                return Ok(true);
+            }
+            self.dispatched = last;
+            if !full {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Asks this node's writer to move the outbox's committed rows into the
+    /// log, if there are any. A full writer queue is busy anyway: the next
+    /// tick asks again, and rows wait in the outbox until then.
+    async fn relay_if_waiting(&self) {
+        match self.reader.outbox_waiting().await {
+            Ok(true) => {
+                let _ = self.writer.try_send(Command::Relay);
+            }
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, "cannot look at the outbox"),
+        }
+    }
+}
+
+fn is_outbox(notification: &PgNotification) -> bool {
+    notification.channel() == OUTBOX_CHANNEL
+}
+
+/// The next notification; never, while there is no listener.
+async fn next_notification(
+    listener: &mut Option<PgListener>,
+) -> Result<Option<PgNotification>, sqlx::Error> {
+    match listener {
+        Some(listener) => listener.try_recv().await,
+        None => std::future::pending().await,
+    }
+}

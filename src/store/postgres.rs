@@ -1,0 +1,397 @@
+//! The PostgreSQL backend: one log shared by several nodes, every line of
+//! SQL pushlog runs against PostgreSQL.
+//!
+//! **Commit order is id order** because ids are assigned under the row lock
+//! on `pushlog.log_head`: a writer locks the row (`SELECT … FOR UPDATE`),
+//! continues from its `head`, inserts, moves `head` and commits, and the
+//! lock is released only after the commit is visible. The next writer, on
+//! this node or another, blocks on the row until then and reads the new
+//! head. So id N+1 can only commit after N is visible, and a reader that has
+//! seen N+1 has seen everything before it. The cost is that appends from
+//! all nodes commit one at a time: each node's group commit batches what
+//! arrives meanwhile, so a commit carries hundreds of events under load.
+//!
+//! Commits are announced with `NOTIFY pushlog_head` inside the transaction
+//! (delivered on commit); every node's follower reads the new events back in
+//! id order (see `follower`). Events staged by applications in
+//! `pushlog.outbox` are moved into the log by the same append transaction.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, Postgres};
+use sqlx::{AssertSqlSafe, Connection};
+
+use super::StoreError;
+use super::backend::{Decide, Locked, LogBackend, PruneScope};
+use super::position::LogPosition;
+use super::rows::{COLUMNS, event_from_row, range_query};
+use crate::event::{Event, EventDraft, EventId, NewEvent, TopicPattern};
+
+/// The schema that holds pushlog's tables and functions.
+const SCHEMA: &str = "pushlog";
+/// Readers a replay storm may use at once, per node.
+const READ_CONNECTIONS: u32 = 4;
+/// The writer uses one at a time; a second lets it go on while a broken
+/// one is replaced.
+const WRITE_CONNECTIONS: u32 = 2;
+/// How long a query waits for a connection before the log counts as
+/// unreachable: publishes get `503 log_unavailable` rather than hang.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Outbox rows moved into the log per transaction.
+const RELAY_BATCH: i64 = 1000;
+/// Any key: held while one node creates the schema and migrates it, so
+/// nodes starting together do not race.
+const MIGRATION_LOCK: i64 = 0x0070_7573_686c_6f67; // "pushlog" in ASCII
+
+/// The channel a commit notifies; the payload is the new head.
+pub(super) const HEAD_CHANNEL: &str = "pushlog_head";
+/// The channel `pushlog.publish` notifies when it stages an event.
+pub(super) const OUTBOX_CHANNEL: &str = "pushlog_outbox";
+
+pub(super) fn is_postgres_url(database_url: &str) -> bool {
+    database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")
+}
+
+/// What opening the shared log yields.
+pub(super) struct Opened {
+    pub reader: Reader,
+    pub writer: PgWriter,
+    pub position: Arc<LogPosition>,
+    /// A pool of one for the follower's listening connection.
+    pub listener_pool: PgPool,
+}
+
+/// Connects, creates the schema and applies the migrations (one node at a
+/// time), and reads where the log is.
+pub(super) async fn open(database_url: &str) -> Result<Opened, StoreError> {
+    let options = PgConnectOptions::from_str(database_url)?
+        .options([("search_path", SCHEMA)])
+        .application_name("pushlog");
+    migrate(&options).await?;
+    let pool = |connections| {
+        PgPoolOptions::new()
+            .max_connections(connections)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options.clone())
+    };
+    let reader_pool = pool(READ_CONNECTIONS);
+    let position = Arc::new(load_position(&reader_pool).await?);
+    Ok(Opened {
+        reader: Reader {
+            pool: reader_pool,
+            position: position.clone(),
+        },
+        writer: PgWriter {
+            pool: pool(WRITE_CONNECTIONS),
+        },
+        position,
+        listener_pool: pool(1),
+    })
+}
+
+async fn migrate(options: &PgConnectOptions) -> Result<(), StoreError> {
+    let mut conn = PgConnection::connect_with(options).await?;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut conn)
+        .await?;
+    let migrated = async {
+        sqlx::query(AssertSqlSafe(format!(
+            "CREATE SCHEMA IF NOT EXISTS {SCHEMA}"
+        )))
+        .execute(&mut conn)
+        .await?;
+        sqlx::migrate!("./migrations/postgres")
+            .run(&mut conn)
+            .await?;
+        Ok::<_, StoreError>(())
+    }
+    .await;
+    // Closing the connection releases the lock whatever happened.
+    let _ = conn.close().await;
+    migrated
+}
+
+async fn load_position(pool: &PgPool) -> Result<LogPosition, StoreError> {
+    let (head, pruned, pruned_at): (i64, i64, i64) = sqlx::query_as(
+        "SELECT head, pruned_through, pruned_through_at FROM pushlog.log_head WHERE singleton",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(LogPosition::new(head, pruned, pruned_at))
+}
+
+#[derive(Clone)]
+pub(super) struct Reader {
+    pool: PgPool,
+    /// Other nodes prune too: every page read raises the local pruned mark
+    /// to the shared one, so the check after the read sees their deletes.
+    position: Arc<LogPosition>,
+}
+
+impl Reader {
+    pub(super) async fn read_range(
+        &self,
+        after: EventId,
+        until: EventId,
+        topics: &[TopicPattern],
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        let mut query = range_query::<Postgres>("pushlog.events", after, until, topics, limit);
+        let rows = query.build().fetch_all(&self.pool).await?;
+        let events = rows.iter().map(event_from_row).collect::<Result<_, _>>()?;
+        // After the rows, never before: a prune that deleted rows this read
+        // missed committed before the read began, so this later read of
+        // the mark sees it (read committed).
+        self.refresh_bounds().await?;
+        Ok(events)
+    }
+
+    /// Raises the local bounds to the shared log's: its head (a cursor from
+    /// another node may be ahead of this node's follower) and what retention
+    /// has deleted.
+    pub(super) async fn refresh_bounds(&self) -> Result<(), StoreError> {
+        let (head, pruned, pruned_at): (i64, i64, i64) = sqlx::query_as(
+            "SELECT head, pruned_through, pruned_through_at FROM pushlog.log_head WHERE singleton",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        self.position.raise_pruned(pruned, pruned_at);
+        self.position.advance_head(head);
+        Ok(())
+    }
+
+    pub(super) async fn last_id_at_or_before(
+        &self,
+        t: DateTime<Utc>,
+    ) -> Result<Option<EventId>, StoreError> {
+        let id: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM pushlog.events WHERE created_at <= $1 \
+             ORDER BY created_at DESC, id DESC LIMIT 1",
+        )
+        .bind(t.timestamp_millis())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(id.and_then(EventId::new))
+    }
+
+    /// Whether the outbox holds committed rows waiting for a relay.
+    pub(super) async fn outbox_waiting(&self) -> Result<bool, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pushlog.outbox)")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub(super) async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// This node's writer into the shared log.
+pub(super) struct PgWriter {
+    pool: PgPool,
+}
+
+impl LogBackend for PgWriter {
+    const ANNOUNCES_COMMITS: bool = false;
+
+    async fn append(
+        &mut self,
+        mut keys: Vec<String>,
+        relay: bool,
+        decide: &mut Decide<'_>,
+    ) -> Result<Vec<Event>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let (head, last_timestamp): (i64, i64) = sqlx::query_as(
+            "SELECT head, last_timestamp FROM pushlog.log_head WHERE singleton FOR UPDATE",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let staged = if relay {
+            take_outbox(&mut tx).await?
+        } else {
+            Vec::new()
+        };
+        let relayed = staged.len();
+        keys.extend(staged.iter().filter_map(|event| event.key.clone()));
+        let known = find_by_keys(&mut tx, &keys).await?;
+        let events = decide(Locked {
+            head,
+            last_timestamp,
+            known,
+            staged,
+        });
+        if let Some(last) = events.last() {
+            insert(&mut tx, &events).await?;
+            sqlx::query(
+                "WITH moved AS (
+                     UPDATE pushlog.log_head SET head = $1, last_timestamp = $2
+                     WHERE singleton RETURNING head)
+                 SELECT pg_notify($3, head::text) FROM moved",
+            )
+            .bind(last.id.get())
+            .bind(last.timestamp.timestamp_millis())
+            .bind(HEAD_CHANNEL)
+            .execute(&mut *tx)
+            .await?;
+        } else if relayed == 0 {
+            // Nothing to write: let the lock go without a commit.
+            return Ok(events);
+        }
+        tx.commit().await?;
+        Ok(events)
+    }
+
+    async fn prune(
+        &mut self,
+        scope: PruneScope,
+        position: &LogPosition,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let (pruned,): (i64,) = sqlx::query_as(
+            "SELECT pruned_through FROM pushlog.log_head WHERE singleton FOR UPDATE",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        // As on SQLite (see `sqlite::plan_prune`): the last row of the next
+        // batch outside retention, found as an id range.
+        let plan: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT id, created_at FROM (
+                 SELECT id, created_at FROM pushlog.events
+                 WHERE id > $1 AND id <= GREATEST($2, COALESCE(
+                     (SELECT id FROM pushlog.events WHERE created_at < $3
+                      ORDER BY created_at DESC, id DESC LIMIT 1), 0))
+                 ORDER BY id LIMIT $4
+             ) AS batch ORDER BY id DESC LIMIT 1",
+        )
+        .bind(pruned)
+        .bind(scope.keep_after_id)
+        .bind(scope.keep_after_ms.unwrap_or(i64::MIN))
+        .bind(i64::from(scope.batch))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((through, through_at)) = plan else {
+            return Ok(0);
+        };
+        // Raised before the delete commits; see `LogPosition::raise_pruned`.
+        position.raise_pruned(through, through_at);
+        let deleted = sqlx::query("DELETE FROM pushlog.events WHERE id > $1 AND id <= $2")
+            .bind(pruned)
+            .bind(through)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query(
+            "UPDATE pushlog.log_head SET pruned_through = $1, pruned_through_at = $2 \
+             WHERE singleton",
+        )
+        .bind(through)
+        .bind(through_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        tracing::debug!(through, deleted, "retention pruned events");
+        Ok(deleted)
+    }
+}
+
+/// Takes the oldest committed outbox rows, as events to append. A row that
+/// is not a valid event (`pushlog.publish` checks the same rules, so only a
+/// row written by hand) is dropped with an error in the log.
+async fn take_outbox(conn: &mut PgConnection) -> Result<Vec<NewEvent>, StoreError> {
+    let mut rows: Vec<(i64, String)> = sqlx::query_as(
+        "DELETE FROM pushlog.outbox WHERE seq IN (
+             SELECT seq FROM pushlog.outbox ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED)
+         RETURNING seq, draft::text",
+    )
+    .bind(RELAY_BATCH)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.sort_unstable_by_key(|(seq, _)| *seq);
+    Ok(rows
+        .into_iter()
+        .filter_map(|(seq, draft)| {
+            // The application is trusted with the payload size: it shares
+            // the database, and nobody could be told of a refusal.
+            let event = serde_json::from_str::<EventDraft>(&draft)
+                .map_err(|error| error.to_string())
+                .and_then(|draft| draft.validate(usize::MAX).map_err(|e| e.to_string()));
+            event
+                .inspect_err(|error| tracing::error!(seq, %error, "an outbox row is not an event"))
+                .ok()
+        })
+        .collect())
+}
+
+async fn find_by_keys(conn: &mut PgConnection, keys: &[String]) -> Result<Vec<Event>, StoreError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM pushlog.events WHERE idem_key = ANY($1)"
+    )))
+    .bind(keys)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(event_from_row).collect()
+}
+
+/// Inserts events whose ids are assigned, in one statement whatever their
+/// number: one array per column.
+async fn insert(conn: &mut PgConnection, events: &[Event]) -> Result<(), StoreError> {
+    let mut ids = Vec::with_capacity(events.len());
+    let mut topics = Vec::with_capacity(events.len());
+    let mut kinds = Vec::with_capacity(events.len());
+    let mut entity_kinds = Vec::with_capacity(events.len());
+    let mut entity_ids = Vec::with_capacity(events.len());
+    let mut entity_ops = Vec::with_capacity(events.len());
+    let mut payloads = Vec::with_capacity(events.len());
+    let mut audiences = Vec::with_capacity(events.len());
+    let mut keys = Vec::with_capacity(events.len());
+    let mut created = Vec::with_capacity(events.len());
+    for event in events {
+        ids.push(event.id.get());
+        topics.push(event.topic.as_str().to_owned());
+        kinds.push(event.kind.clone());
+        entity_kinds.push(event.entity.as_ref().map(|e| e.kind.clone()));
+        entity_ids.push(event.entity.as_ref().map(|e| e.id.clone()));
+        entity_ops.push(event.entity.as_ref().map(|e| e.op.as_str().to_owned()));
+        payloads.push(event.payload.as_ref().map(|p| p.get().to_owned()));
+        audiences.push(
+            event
+                .audience
+                .as_ref()
+                .map(|a| serde_json::to_string(a).unwrap_or_default()),
+        );
+        keys.push(event.key.clone());
+        created.push(event.timestamp.timestamp_millis());
+    }
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO pushlog.events ({COLUMNS}) SELECT * FROM UNNEST(
+             $1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
+             $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[])"
+    )))
+    .bind(ids)
+    .bind(topics)
+    .bind(kinds)
+    .bind(entity_kinds)
+    .bind(entity_ids)
+    .bind(entity_ops)
+    .bind(payloads)
+    .bind(audiences)
+    .bind(keys)
+    .bind(created)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
