@@ -28,12 +28,23 @@ pub(super) type Decide<'a> = dyn FnMut(Locked) -> Vec<Event> + Send + 'a;
 /// Which events retention no longer keeps, as the writer computed it.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct PruneScope {
-    /// Events with an id at or below this are beyond the count bound.
-    pub keep_after_id: i64,
+    /// How many of the newest events the count bound keeps.
+    pub max_events: Option<u64>,
     /// Events created before this (Unix ms) are beyond the age bound.
     pub keep_after_ms: Option<i64>,
     /// Most rows deleted in one transaction.
     pub batch: u32,
+}
+
+impl PruneScope {
+    /// Events with an id at or below this are beyond the count bound, for a
+    /// log whose newest id is `head` (read under the write lock: on a shared
+    /// log this node's own idea of the head may lag).
+    pub fn keep_after_id(&self, head: i64) -> i64 {
+        self.max_events
+            .map(|max| head.saturating_sub(i64::try_from(max).unwrap_or(i64::MAX)))
+            .unwrap_or(0)
+    }
 }
 
 /// The SQL side of the single writer.

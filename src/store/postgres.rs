@@ -258,8 +258,8 @@ impl LogBackend for PgWriter {
         position: &LogPosition,
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let (pruned,): (i64,) = sqlx::query_as(
-            "SELECT pruned_through FROM pushlog.log_head WHERE singleton FOR UPDATE",
+        let (head, pruned): (i64, i64) = sqlx::query_as(
+            "SELECT head, pruned_through FROM pushlog.log_head WHERE singleton FOR UPDATE",
         )
         .fetch_one(&mut *tx)
         .await?;
@@ -275,7 +275,7 @@ impl LogBackend for PgWriter {
              ) AS batch ORDER BY id DESC LIMIT 1",
         )
         .bind(pruned)
-        .bind(scope.keep_after_id)
+        .bind(scope.keep_after_id(head))
         .bind(scope.keep_after_ms.unwrap_or(i64::MIN))
         .bind(i64::from(scope.batch))
         .fetch_optional(&mut *tx)

@@ -103,7 +103,7 @@ impl LogBackend for SqliteWriter {
         position: &LogPosition,
     ) -> Result<u64, StoreError> {
         let pruned = position.bounds().pruned_through.get();
-        let Some(plan) = plan_prune(&mut self.conn, pruned, scope).await? else {
+        let Some(plan) = plan_prune(&mut self.conn, pruned, self.head, scope).await? else {
             return Ok(0);
         };
         // Raised before the delete commits; see `LogPosition::raise_pruned`.
@@ -243,6 +243,7 @@ struct PrunePlan {
 async fn plan_prune(
     conn: &mut SqliteConnection,
     pruned: i64,
+    head: i64,
     scope: PruneScope,
 ) -> Result<Option<PrunePlan>, StoreError> {
     // The last row of the batch: the `batch`-th row after `pruned` that is
@@ -263,7 +264,7 @@ async fn plan_prune(
          ) ORDER BY id DESC LIMIT 1",
     )
     .bind(pruned)
-    .bind(scope.keep_after_id)
+    .bind(scope.keep_after_id(head))
     .bind(scope.keep_after_ms.unwrap_or(i64::MIN))
     .bind(i64::from(scope.batch))
     .fetch_optional(&mut *conn)

@@ -230,21 +230,11 @@ impl<B: LogBackend> Writer<B> {
     }
 
     async fn prune(&mut self, retention: Retention, batch: u32) -> Result<u64, StoreError> {
-        let bounds = self.position.bounds();
-        let keep_after_id = retention
-            .max_events
-            .map(|max| {
-                bounds
-                    .head
-                    .get()
-                    .saturating_sub(i64::try_from(max).unwrap_or(i64::MAX))
-            })
-            .unwrap_or(0);
         let keep_after_ms = retention
             .max_age
             .map(|age| now_millis() - i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
         let scope = PruneScope {
-            keep_after_id,
+            max_events: retention.max_events,
             keep_after_ms,
             batch,
         };

@@ -21,6 +21,7 @@ mod publish;
 mod raw;
 mod retention;
 mod shutdown;
+mod store_suite;
 mod stream;
 mod websocket;
 mod ws_client;
