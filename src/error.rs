@@ -135,6 +135,10 @@ impl From<StoreError> for ApiError {
                 code: "log_unavailable",
                 message: format!("{error}; retry the request"),
             },
+            ref unreachable if unreachable.is_unreachable() => ApiError::Unavailable {
+                code: "log_unavailable",
+                message: "the event log cannot be reached; retry the request".into(),
+            },
             other => ApiError::Internal(other),
         }
     }

@@ -7,7 +7,10 @@
 -- in call order, not commit order.
 CREATE TABLE pushlog.events (
     id          BIGINT PRIMARY KEY,
-    topic       TEXT   NOT NULL,
+    -- Byte order: a prefix pattern `device:*` is read as the range
+    -- ['device:', 'device;'), which a language collation (that ignores
+    -- punctuation) would not keep together.
+    topic       TEXT   COLLATE "C" NOT NULL,
     type        TEXT   NOT NULL,
     entity_kind TEXT,
     entity_id   TEXT,
@@ -60,6 +63,21 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT value IS NOT NULL
        AND char_length(value) BETWEEN 1 AND max
        AND value !~ '[[:cntrl:]]'
+$$;
+
+-- The event stored in the log under `key`, in the form `pushlog.publish`
+-- stages events (a publish body element), or NULL.
+CREATE FUNCTION pushlog.logged_draft(key TEXT) RETURNS JSONB
+LANGUAGE sql STABLE
+SET search_path = pushlog, pg_temp
+AS $$
+    SELECT jsonb_build_object('topic', e.topic, 'type', e.type)
+        || CASE WHEN e.payload IS NULL THEN '{}' ELSE jsonb_build_object('payload', e.payload::jsonb) END
+        || CASE WHEN e.entity_kind IS NULL THEN '{}' ELSE jsonb_build_object('entity',
+               jsonb_build_object('kind', e.entity_kind, 'id', e.entity_id, 'op', e.entity_op)) END
+        || CASE WHEN e.audience IS NULL THEN '{}' ELSE jsonb_build_object('audience', e.audience::jsonb) END
+        || jsonb_build_object('key', e.idem_key)
+    FROM pushlog.events AS e WHERE e.idem_key = key
 $$;
 
 -- Appends an event atomically with the caller's transaction. Invalid
@@ -141,23 +159,27 @@ BEGIN
 
     IF publish.key IS NOT NULL THEN
         draft := draft || jsonb_build_object('key', publish.key);
-        SELECT jsonb_build_object('topic', e.topic, 'type', e.type)
-               || CASE WHEN e.payload IS NULL THEN '{}' ELSE jsonb_build_object('payload', e.payload::jsonb) END
-               || CASE WHEN e.entity_kind IS NULL THEN '{}' ELSE jsonb_build_object('entity',
-                      jsonb_build_object('kind', e.entity_kind, 'id', e.entity_id, 'op', e.entity_op)) END
-               || CASE WHEN e.audience IS NULL THEN '{}' ELSE jsonb_build_object('audience', e.audience::jsonb) END
-               || jsonb_build_object('key', e.idem_key)
-          INTO stored
-          FROM pushlog.events AS e WHERE e.idem_key = publish.key;
+        -- Each statement sees what committed before it (read committed),
+        -- so a writer that relays the key's row meanwhile is seen by the
+        -- next look into the log.
+        stored := logged_draft(publish.key);
         IF stored IS NULL THEN
             -- Waits for a concurrent transaction holding the same key.
             INSERT INTO pushlog.outbox (draft, idem_key) VALUES (draft, publish.key)
             ON CONFLICT (idem_key) DO NOTHING;
             IF FOUND THEN
-                PERFORM pg_notify('pushlog_outbox', '');
-                RETURN;
+                -- A relay may have moved an earlier row with this key into
+                -- the log while the insert waited for it.
+                stored := logged_draft(publish.key);
+                IF stored IS NULL OR stored = draft THEN
+                    PERFORM pg_notify('pushlog_outbox', '');
+                    RETURN;
+                END IF;
+            ELSE
+                SELECT o.draft INTO stored FROM pushlog.outbox AS o WHERE o.idem_key = publish.key;
+                -- Relayed since the insert looked: it is in the log now.
+                stored := COALESCE(stored, logged_draft(publish.key));
             END IF;
-            SELECT o.draft INTO stored FROM pushlog.outbox AS o WHERE o.idem_key = publish.key;
         END IF;
         IF stored IS DISTINCT FROM draft THEN
             RAISE EXCEPTION 'pushlog.publish: idempotency key % was already used for a different event', publish.key

@@ -141,6 +141,22 @@ impl Hub {
 
     /// Hands events, in id order, to every shard.
     pub fn dispatch_batch(&self, events: Vec<Arc<SharedEvent>>) {
+        let before = self.dispatched_through();
+        if let Some(first) = events.first()
+            && before > 0
+            && first.id().get() != before + 1
+        {
+            // Ids are dense, so events in between were committed and never
+            // reached this hub (a node whose follower came back after
+            // retention passed it): every live subscriber may have wanted
+            // them, and is told it lagged rather than skip them silently.
+            tracing::warn!(
+                after = before,
+                next = first.id().get(),
+                "events are missing between dispatches; every live subscriber resumes from its cursor"
+            );
+            lock(&self.inner.shards).retain(ShardLink::lag_all);
+        }
         {
             let mut recent = lock(&self.inner.recent);
             for event in &events {

@@ -36,7 +36,8 @@ pub(super) type Batch = Arc<[Arc<SharedEvent>]>;
 
 pub(super) enum Delivery {
     Events(Batch),
-    /// Events were left out: lag every subscriber held now.
+    /// Events were left out (by the hub for this shard, or before the hub
+    /// got them): lag every subscriber held now.
     Overflowed,
 }
 
@@ -74,6 +75,13 @@ impl ShardLink {
             Delivery::Events(batch.clone())
         };
         self.inbox.send(delivery).is_ok()
+    }
+}
+
+impl ShardLink {
+    /// Marks every subscriber held now lagged. False once the shard is gone.
+    pub(super) fn lag_all(&self) -> bool {
+        self.inbox.send(Delivery::Overflowed).is_ok()
     }
 }
 
@@ -498,6 +506,27 @@ mod tests {
             let after = SHARD_BACKLOG as i64 + 2;
             hub.dispatch_batch(vec![event(after, "t")]);
             expect_event(&mut fresh, after).await;
+        });
+    }
+
+    #[test]
+    fn events_missing_between_two_batches_lag_every_live_subscriber() {
+        let (runtime, local) = local_runtime();
+        local.block_on(&runtime, async {
+            let hub = Hub::new(8, 16, Arc::new(Metrics::default()));
+            let (shard, task) = Shard::open(&hub);
+            tokio::task::spawn_local(task);
+            let mut live = shard.subscribe(filter(&["t"]));
+            hub.dispatch_batch((1..=3).map(|id| event(id, "t")).collect());
+            // 4 to 6 never reach the hub.
+            hub.dispatch_batch(vec![event(7, "t")]);
+            for expected in 1..=3 {
+                expect_event(&mut live, expected).await;
+            }
+            assert!(matches!(next(&mut live).await, Received::Lagged));
+            let mut fresh = shard.subscribe(filter(&["t"]));
+            hub.dispatch_batch(vec![event(8, "t")]);
+            expect_event(&mut fresh, 8).await;
         });
     }
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgListener, PgNotification, PgPool};
 use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::time::MissedTickBehavior;
 
 use super::StoreError;
 use super::position::LogPosition;
@@ -49,9 +50,17 @@ impl Follower {
     pub(super) async fn run(mut self, mut stop: oneshot::Receiver<()>) {
         let mut listener: Option<PgListener> = None;
         let mut retry = RECONNECT_FIRST;
+        // Not restarted by other wake-ups: under steady traffic it still
+        // fires once a second.
+        let mut tick = tokio::time::interval(POLL_EVERY);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // The outbox may hold rows from before this node started, or staged
+        // while nobody listened: look until it is found empty.
+        let mut relay_owed = true;
         loop {
             if listener.is_none() {
                 listener = self.listen().await;
+                relay_owed |= listener.is_some();
             }
             let caught_up = match self.catch_up().await {
                 Ok(true) => return,
@@ -61,23 +70,26 @@ impl Follower {
                     false
                 }
             };
-            let wait = if caught_up && listener.is_some() {
+            let backoff = if caught_up && listener.is_some() {
                 retry = RECONNECT_FIRST;
-                POLL_EVERY
+                None
             } else {
                 retry = (retry * 2).min(RECONNECT_MAX);
-                retry
+                Some(retry)
             };
-            let mut outbox = false;
             tokio::select! {
                 _ = &mut stop => return,
                 () = self.poke.notified() => {}
-                () = tokio::time::sleep(wait) => outbox = true,
+                _ = tick.tick() => relay_owed = true,
+                () = sleep_or_never(backoff) => {}
                 received = next_notification(&mut listener) => match received {
-                    Ok(Some(notification)) => outbox |= is_outbox(&notification),
+                    Ok(Some(notification)) => relay_owed |= is_outbox(&notification),
                     // The connection dropped; sqlx reconnects on the next
                     // call. Whatever was notified meanwhile is read back now.
-                    Ok(None) => tracing::warn!("the listener's connection was lost; catching up"),
+                    Ok(None) => {
+                        tracing::warn!("the listener's connection was lost; catching up");
+                        relay_owed = true;
+                    }
                     Err(error) => {
                         tracing::warn!(%error, "the listener failed; reconnecting");
                         listener = None;
@@ -86,11 +98,11 @@ impl Follower {
             }
             if let Some(listening) = &mut listener {
                 while let Some(notification) = listening.next_buffered() {
-                    outbox |= is_outbox(&notification);
+                    relay_owed |= is_outbox(&notification);
                 }
             }
-            if outbox {
-                self.relay_if_waiting().await;
+            if relay_owed {
+                relay_owed = !self.relay_if_waiting().await;
             }
         }
     }
@@ -136,21 +148,34 @@ impl Follower {
     }
 
     /// Asks this node's writer to move the outbox's committed rows into the
-    /// log, if there are any. A full writer queue is busy anyway: the next
-    /// tick asks again, and rows wait in the outbox until then.
-    async fn relay_if_waiting(&self) {
+    /// log, if there are any; `true` once the outbox is seen empty. Until
+    /// then the follower asks again on each wake-up (the writer's commit
+    /// pokes it), so a backlog larger than one relay drains batch after
+    /// batch, and a full writer queue only delays the request.
+    async fn relay_if_waiting(&self) -> bool {
         match self.reader.outbox_waiting().await {
             Ok(true) => {
                 let _ = self.writer.try_send(Command::Relay);
+                false
             }
-            Ok(false) => {}
-            Err(error) => tracing::warn!(%error, "cannot look at the outbox"),
+            Ok(false) => true,
+            Err(error) => {
+                tracing::warn!(%error, "cannot look at the outbox");
+                false
+            }
         }
     }
 }
 
 fn is_outbox(notification: &PgNotification) -> bool {
     notification.channel() == OUTBOX_CHANNEL
+}
+
+async fn sleep_or_never(duration: Option<Duration>) {
+    match duration {
+        Some(duration) => tokio::time::sleep(duration).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The next notification; never, while there is no listener.

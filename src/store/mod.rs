@@ -48,6 +48,19 @@ pub enum StoreError {
     CorruptRow { id: i64, reason: String },
 }
 
+impl StoreError {
+    /// Whether the database could not be reached (as opposed to refusing
+    /// or failing a query): a condition that passes, worth a retry.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+            )
+        )
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
     #[error(transparent)]
@@ -120,7 +133,7 @@ impl EventLog {
             announce.clone(),
         );
         let follower = follower::Follower {
-            reader: opened.reader.clone(),
+            reader: opened.follower_reader,
             listener_pool: opened.listener_pool,
             position: opened.position.clone(),
             announce,

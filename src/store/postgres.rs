@@ -40,11 +40,22 @@ const WRITE_CONNECTIONS: u32 = 2;
 /// How long a query waits for a connection before the log counts as
 /// unreachable: publishes get `503 log_unavailable` rather than hang.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a writer waits for the log's lock before the publish fails.
+const LOCK_TIMEOUT: &str = "5s";
+/// How long a session may sit in an open transaction doing nothing.
+const IDLE_IN_TRANSACTION_TIMEOUT: &str = "10s";
+/// The longest any one query may run.
+const STATEMENT_TIMEOUT: &str = "30s";
 /// Outbox rows moved into the log per transaction.
 const RELAY_BATCH: i64 = 1000;
 /// Any key: held while one node creates the schema and migrates it, so
 /// nodes starting together do not race.
 const MIGRATION_LOCK: i64 = 0x0070_7573_686c_6f67; // "pushlog" in ASCII
+
+/// Writers rely on read committed: after waiting for the head's lock, a
+/// `FOR UPDATE` reads the row as the previous writer committed it.
+/// Stated, not assumed, since a database's default may differ.
+const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
 
 /// The channel a commit notifies; the payload is the new head.
 pub(super) const HEAD_CHANNEL: &str = "pushlog_head";
@@ -58,6 +69,7 @@ pub(super) fn is_postgres_url(database_url: &str) -> bool {
 /// What opening the shared log yields.
 pub(super) struct Opened {
     pub reader: Reader,
+    pub follower_reader: Reader,
     pub writer: PgWriter,
     pub position: Arc<LogPosition>,
     /// A pool of one for the follower's listening connection.
@@ -67,8 +79,20 @@ pub(super) struct Opened {
 /// Connects, creates the schema and applies the migrations (one node at a
 /// time), and reads where the log is.
 pub(super) async fn open(database_url: &str) -> Result<Opened, StoreError> {
+    // A node that stalls while it holds the log's lock (its host gone, its
+    // network cut) must not stop every other node's publishes for the
+    // hours TCP takes to notice: PostgreSQL ends such a session, and a
+    // writer waiting for the lock gives up and answers 503 instead.
     let options = PgConnectOptions::from_str(database_url)?
-        .options([("search_path", SCHEMA)])
+        .options([
+            ("search_path", SCHEMA),
+            ("lock_timeout", LOCK_TIMEOUT),
+            (
+                "idle_in_transaction_session_timeout",
+                IDLE_IN_TRANSACTION_TIMEOUT,
+            ),
+            ("statement_timeout", STATEMENT_TIMEOUT),
+        ])
         .application_name("pushlog");
     migrate(&options).await?;
     let pool = |connections| {
@@ -82,6 +106,12 @@ pub(super) async fn open(database_url: &str) -> Result<Opened, StoreError> {
     Ok(Opened {
         reader: Reader {
             pool: reader_pool,
+            position: position.clone(),
+        },
+        // Its own connection, so a replay storm holding the read pool does
+        // not hold up live delivery.
+        follower_reader: Reader {
+            pool: pool(1),
             position: position.clone(),
         },
         writer: PgWriter {
@@ -211,18 +241,19 @@ impl LogBackend for PgWriter {
         relay: bool,
         decide: &mut Decide<'_>,
     ) -> Result<Vec<Event>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(BEGIN).await?;
         let (head, last_timestamp): (i64, i64) = sqlx::query_as(
             "SELECT head, last_timestamp FROM pushlog.log_head WHERE singleton FOR UPDATE",
         )
         .fetch_one(&mut *tx)
         .await?;
-        let staged = if relay {
+        // A keyed publish relays first: an application's committed event
+        // under the same key, still in the outbox, came first.
+        let (staged, relayed) = if relay || !keys.is_empty() {
             take_outbox(&mut tx).await?
         } else {
-            Vec::new()
+            (Vec::new(), 0)
         };
-        let relayed = staged.len();
         keys.extend(staged.iter().filter_map(|event| event.key.clone()));
         let known = find_by_keys(&mut tx, &keys).await?;
         let events = decide(Locked {
@@ -257,7 +288,7 @@ impl LogBackend for PgWriter {
         scope: PruneScope,
         position: &LogPosition,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(BEGIN).await?;
         let (head, pruned): (i64, i64) = sqlx::query_as(
             "SELECT head, pruned_through FROM pushlog.log_head WHERE singleton FOR UPDATE",
         )
@@ -305,10 +336,11 @@ impl LogBackend for PgWriter {
     }
 }
 
-/// Takes the oldest committed outbox rows, as events to append. A row that
-/// is not a valid event (`pushlog.publish` checks the same rules, so only a
-/// row written by hand) is dropped with an error in the log.
-async fn take_outbox(conn: &mut PgConnection) -> Result<Vec<NewEvent>, StoreError> {
+/// Takes the oldest committed outbox rows, as events to append, and how
+/// many rows went. A row that is not a valid event (`pushlog.publish`
+/// checks the same rules, so only a row written by hand) is dropped with an
+/// error in the log.
+async fn take_outbox(conn: &mut PgConnection) -> Result<(Vec<NewEvent>, usize), StoreError> {
     let mut rows: Vec<(i64, String)> = sqlx::query_as(
         "DELETE FROM pushlog.outbox WHERE seq IN (
              SELECT seq FROM pushlog.outbox ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED)
@@ -318,7 +350,8 @@ async fn take_outbox(conn: &mut PgConnection) -> Result<Vec<NewEvent>, StoreErro
     .fetch_all(&mut *conn)
     .await?;
     rows.sort_unstable_by_key(|(seq, _)| *seq);
-    Ok(rows
+    let taken = rows.len();
+    let events = rows
         .into_iter()
         .filter_map(|(seq, draft)| {
             // The application is trusted with the payload size: it shares
@@ -330,7 +363,8 @@ async fn take_outbox(conn: &mut PgConnection) -> Result<Vec<NewEvent>, StoreErro
                 .inspect_err(|error| tracing::error!(seq, %error, "an outbox row is not an event"))
                 .ok()
         })
-        .collect())
+        .collect();
+    Ok((events, taken))
 }
 
 async fn find_by_keys(conn: &mut PgConnection, keys: &[String]) -> Result<Vec<Event>, StoreError> {

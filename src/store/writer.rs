@@ -242,9 +242,9 @@ impl<B: LogBackend> Writer<B> {
     }
 }
 
-/// Decides a group under the log's write lock: each request is answered
-/// with a rejection at once, or joins `decided` with its events. Staged
-/// outbox events follow the requests. Returns the new events, ids assigned
+/// Decides a group under the log's write lock: staged outbox events first,
+/// then each request, answered with a rejection at once or joining
+/// `decided` with its events. Returns the new events, ids assigned
 /// from the locked head.
 fn decide_group(
     appends: Vec<PendingAppend>,
@@ -278,6 +278,15 @@ fn decide_group(
             new_events.extend(fresh);
             Ok::<_, AppendRejected>((answer, created))
         };
+    for event in staged {
+        // Staged events come first: their transactions committed before
+        // this group was decided, and nobody waits for their answer. A key
+        // already in the log is a retry; a conflicting one was refused by
+        // `pushlog.publish`, which checks the log and the outbox.
+        if let Err(rejected) = take(vec![event], &mut known, &mut new_events) {
+            tracing::warn!(%rejected, "an outbox event was dropped");
+        }
+    }
     for (events, reply) in appends {
         match take(events, &mut known, &mut new_events) {
             Ok((answer, created)) => decided.push(Decided {
@@ -288,15 +297,6 @@ fn decide_group(
             Err(rejected) => {
                 let _ = reply.send(Err(AppendError::Rejected(rejected)));
             }
-        }
-    }
-    for event in staged {
-        // An application's transaction staged this and has committed:
-        // nobody is waiting for an answer. A key already in the log is a
-        // retry, and a conflicting one was refused by `pushlog.publish`
-        // unless two transactions raced; the log keeps the first.
-        if let Err(rejected) = take(vec![event], &mut known, &mut new_events) {
-            tracing::warn!(%rejected, "an outbox event was dropped");
         }
     }
     new_events

@@ -385,3 +385,102 @@ async fn wait_until_ready(node: &TestApp) -> crate::helpers::Reply {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Prefix patterns are read from the log as ranges of topics; a database
+/// whose default collation orders text as a language does (ignoring
+/// punctuation) must still keep `device:*` together.
+#[actix_web::test]
+async fn a_prefix_pattern_replays_from_a_database_with_a_language_collation() {
+    let Some(db) = TestDatabase::create_with(
+        "language_collation",
+        "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'",
+    )
+    .await
+    else {
+        return;
+    };
+    // No replay window: every replay reads the log.
+    let url = db.url.clone();
+    let node = crate::helpers::spawn_app_with(move |config| {
+        config.database_url = url;
+        config.replay_memory_events = 0;
+    })
+    .await;
+    let body: Vec<_> = ["device:a", "device.b", "device:b", "devicez"]
+        .iter()
+        .map(|topic| json!({"topic": topic, "type": "t"}))
+        .collect();
+    let published = node.publish(&json!(body)).await;
+    assert_eq!(published.status, 201, "{}", published.body);
+
+    let reply = node.missed(&node.reader, "since=0&topics=device:*").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let topics: Vec<&str> = reply.body["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|event| event["topic"].as_str())
+        .collect();
+    assert_eq!(topics, ["device:a", "device:b"]);
+}
+
+#[actix_web::test]
+async fn a_key_an_application_staged_is_taken_for_a_publish_with_other_content() {
+    let Some(db) = TestDatabase::create("outbox_key_first").await else {
+        return;
+    };
+    let node = spawn_node(&db.url).await;
+    let mut stream = node.stream(&node.reader, "topics=cluster", None).await;
+    stream.opened().await;
+    let pool = db.pool().await;
+    let mut staged = pool.begin().await.expect("begin");
+    outbox_publish(&mut staged, "from-the-application", Some("k-shared")).await;
+    staged.commit().await.expect("commit");
+
+    // Committed first, so it owns the key, whether or not a relay has moved
+    // it into the log yet.
+    let reply = node
+        .publish(&json!({"topic": "cluster", "type": "from-http", "key": "k-shared"}))
+        .await;
+    assert_eq!(reply.status, 422, "{}", reply.body);
+    assert_eq!(reply.error_code(), "idempotency_conflict");
+    // The refusal may be answered before the relay that moved the
+    // application's event commits: wait for its delivery.
+    let (_, data) = stream.next_event().await;
+    assert_eq!(data["type"], "from-the-application");
+    let log = node.missed(&node.publisher, "since=0&topics=cluster").await;
+    let kinds: Vec<&str> = log.body["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|event| event["type"].as_str())
+        .collect();
+    assert_eq!(kinds, ["from-the-application"]);
+}
+
+#[actix_web::test]
+async fn an_outbox_row_that_is_no_event_does_not_hold_up_the_rows_behind_it() {
+    let Some(db) = TestDatabase::create("outbox_bad_row").await else {
+        return;
+    };
+    let node = spawn_node(&db.url).await;
+    let mut stream = node.stream(&node.reader, "topics=cluster", None).await;
+    stream.opened().await;
+    let pool = db.pool().await;
+    // Written by hand, past `pushlog.publish`'s checks.
+    sqlx::query("INSERT INTO pushlog.outbox (draft) VALUES ('{\"topic\": \"bad topic\"}')")
+        .execute(&pool)
+        .await
+        .expect("a bad row");
+    let mut tx = pool.begin().await.expect("begin");
+    outbox_publish(&mut tx, "behind-the-bad-row", None).await;
+    tx.commit().await.expect("commit");
+
+    let (_, data) = stream.next_event().await;
+    assert_eq!(data["type"], "behind-the-bad-row");
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pushlog.outbox")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(left, 0, "the bad row is gone too");
+}

@@ -23,6 +23,12 @@ impl TestDatabase {
     /// Creates a database; `None` (after saying so) when no server can be
     /// reached outside CI.
     pub async fn create(test: &str) -> Option<TestDatabase> {
+        TestDatabase::create_with(test, "").await
+    }
+
+    /// Creates a database with `options` appended to `CREATE DATABASE`
+    /// (a locale, say).
+    pub async fn create_with(test: &str, options: &str) -> Option<TestDatabase> {
         let server = std::env::var("PUSHLOG_TEST_POSTGRES_URL")
             .unwrap_or_else(|_| DEFAULT_SERVER.to_owned());
         let mut admin = match PgConnection::connect(&server).await {
@@ -36,7 +42,7 @@ impl TestDatabase {
             }
         };
         let name = format!("pushlog_test_{}", uuid::Uuid::new_v4().simple());
-        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name} {options}")))
             .execute(&mut admin)
             .await
             .expect("create a test database");
