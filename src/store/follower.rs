@@ -57,19 +57,29 @@ impl Follower {
         // The outbox may hold rows from before this node started, or staged
         // while nobody listened: look until it is found empty.
         let mut relay_owed = true;
+        // Whether the log may hold events not dispatched yet. A notification
+        // of a head already dispatched (this node's own commit, read back
+        // on the writer's poke) costs no query.
+        let mut behind = true;
         loop {
             if listener.is_none() {
                 listener = self.listen().await;
                 relay_owed |= listener.is_some();
+                behind = true;
             }
-            let caught_up = match self.catch_up().await {
-                Ok(true) => return,
-                Ok(false) => true,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot read the shared log; retrying");
-                    false
+            let caught_up = if behind {
+                match self.catch_up().await {
+                    Ok(true) => return,
+                    Ok(false) => true,
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot read the shared log; retrying");
+                        false
+                    }
                 }
+            } else {
+                true
             };
+            behind = !caught_up;
             let backoff = if caught_up && listener.is_some() {
                 retry = RECONNECT_FIRST;
                 None
@@ -79,16 +89,20 @@ impl Follower {
             };
             tokio::select! {
                 _ = &mut stop => return,
-                () = self.poke.notified() => {}
-                _ = tick.tick() => relay_owed = true,
+                () = self.poke.notified() => behind = true,
+                _ = tick.tick() => {
+                    relay_owed = true;
+                    behind = true;
+                }
                 () = sleep_or_never(backoff) => {}
                 received = next_notification(&mut listener) => match received {
-                    Ok(Some(notification)) => relay_owed |= is_outbox(&notification),
+                    Ok(Some(notification)) => self.heard(&notification, &mut behind, &mut relay_owed),
                     // The connection dropped; sqlx reconnects on the next
                     // call. Whatever was notified meanwhile is read back now.
                     Ok(None) => {
                         tracing::warn!("the listener's connection was lost; catching up");
                         relay_owed = true;
+                        behind = true;
                     }
                     Err(error) => {
                         tracing::warn!(%error, "the listener failed; reconnecting");
@@ -98,12 +112,23 @@ impl Follower {
             }
             if let Some(listening) = &mut listener {
                 while let Some(notification) = listening.next_buffered() {
-                    relay_owed |= is_outbox(&notification);
+                    self.heard(&notification, &mut behind, &mut relay_owed);
                 }
             }
             if relay_owed {
                 relay_owed = !self.relay_if_waiting().await;
             }
+        }
+    }
+
+    /// What a notification asks for: reading the log (a head past what was
+    /// dispatched; a payload that is no id counts as one) or a relay.
+    fn heard(&self, notification: &PgNotification, behind: &mut bool, relay_owed: &mut bool) {
+        if notification.channel() == OUTBOX_CHANNEL {
+            *relay_owed = true;
+        } else {
+            let head = notification.payload().parse::<i64>().unwrap_or(i64::MAX);
+            *behind |= head > self.dispatched.get();
         }
     }
 
@@ -165,10 +190,6 @@ impl Follower {
             }
         }
     }
-}
-
-fn is_outbox(notification: &PgNotification) -> bool {
-    notification.channel() == OUTBOX_CHANNEL
 }
 
 async fn sleep_or_never(duration: Option<Duration>) {

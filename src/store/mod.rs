@@ -243,7 +243,16 @@ impl EventLog {
     ) -> Result<Vec<Event>, StoreError> {
         match &self.reader {
             Reader::Sqlite(reader) => reader.read_range(after, until, topics, limit).await,
-            Reader::Postgres(reader) => reader.read_range(after, until, topics, limit).await,
+            Reader::Postgres(reader) => {
+                let events = reader.read_range(after, until, topics, limit).await?;
+                // After the rows, never before: other nodes prune too, and a
+                // prune that deleted rows this read missed committed before
+                // the read began, so this later look at the shared mark
+                // sees it (read committed), and the caller's check of the
+                // bounds after its read reports the gap.
+                reader.refresh_bounds().await?;
+                Ok(events)
+            }
         }
     }
 

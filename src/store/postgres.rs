@@ -157,8 +157,7 @@ async fn load_position(pool: &PgPool) -> Result<LogPosition, StoreError> {
 #[derive(Clone)]
 pub(super) struct Reader {
     pool: PgPool,
-    /// Other nodes prune too: every page read raises the local pruned mark
-    /// to the shared one, so the check after the read sees their deletes.
+    /// Raised to the shared log's bounds by `refresh_bounds`.
     position: Arc<LogPosition>,
 }
 
@@ -172,12 +171,7 @@ impl Reader {
     ) -> Result<Vec<Event>, StoreError> {
         let mut query = range_query::<Postgres>("pushlog.events", after, until, topics, limit);
         let rows = query.build().fetch_all(&self.pool).await?;
-        let events = rows.iter().map(event_from_row).collect::<Result<_, _>>()?;
-        // After the rows, never before: a prune that deleted rows this read
-        // missed committed before the read began, so this later read of
-        // the mark sees it (read committed).
-        self.refresh_bounds().await?;
-        Ok(events)
+        rows.iter().map(event_from_row).collect()
     }
 
     /// Raises the local bounds to the shared log's: its head (a cursor from
@@ -262,19 +256,8 @@ impl LogBackend for PgWriter {
             known,
             staged,
         });
-        if let Some(last) = events.last() {
+        if !events.is_empty() {
             insert(&mut tx, &events).await?;
-            sqlx::query(
-                "WITH moved AS (
-                     UPDATE pushlog.log_head SET head = $1, last_timestamp = $2
-                     WHERE singleton RETURNING head)
-                 SELECT pg_notify($3, head::text) FROM moved",
-            )
-            .bind(last.id.get())
-            .bind(last.timestamp.timestamp_millis())
-            .bind(HEAD_CHANNEL)
-            .execute(&mut *tx)
-            .await?;
         } else if relayed == 0 {
             // Nothing to write: let the lock go without a commit.
             return Ok(events);
@@ -380,9 +363,13 @@ async fn find_by_keys(conn: &mut PgConnection, keys: &[String]) -> Result<Vec<Ev
     rows.iter().map(event_from_row).collect()
 }
 
-/// Inserts events whose ids are assigned, in one statement whatever their
-/// number: one array per column.
+/// Inserts events whose ids are assigned, moves the head to the last of
+/// them and notifies `HEAD_CHANNEL` of it (delivered on commit): one
+/// statement whatever their number, with one array per column.
 async fn insert(conn: &mut PgConnection, events: &[Event]) -> Result<(), StoreError> {
+    let Some(last) = events.last() else {
+        return Ok(());
+    };
     let mut ids = Vec::with_capacity(events.len());
     let mut topics = Vec::with_capacity(events.len());
     let mut kinds = Vec::with_capacity(events.len());
@@ -411,9 +398,14 @@ async fn insert(conn: &mut PgConnection, events: &[Event]) -> Result<(), StoreEr
         created.push(event.timestamp.timestamp_millis());
     }
     sqlx::query(AssertSqlSafe(format!(
-        "INSERT INTO pushlog.events ({COLUMNS}) SELECT * FROM UNNEST(
-             $1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
-             $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[])"
+        "WITH inserted AS (
+             INSERT INTO pushlog.events ({COLUMNS}) SELECT * FROM UNNEST(
+                 $1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
+                 $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[])),
+         moved AS (
+             UPDATE pushlog.log_head SET head = $11, last_timestamp = $12
+             WHERE singleton RETURNING head)
+         SELECT pg_notify($13, head::text) FROM moved"
     )))
     .bind(ids)
     .bind(topics)
@@ -425,6 +417,9 @@ async fn insert(conn: &mut PgConnection, events: &[Event]) -> Result<(), StoreEr
     .bind(audiences)
     .bind(keys)
     .bind(created)
+    .bind(last.id.get())
+    .bind(last.timestamp.timestamp_millis())
+    .bind(HEAD_CHANNEL)
     .execute(conn)
     .await?;
     Ok(())
