@@ -66,7 +66,7 @@ worker_processes auto;
 worker_rlimit_nofile 20000;
 pid $CLUSTER_DIR/nginx.pid;
 error_log $CLUSTER_DIR/nginx-error.log warn;
-events { worker_connections 9000; }
+events { worker_connections 19000; }
 http {
     access_log off;
     client_body_temp_path $CLUSTER_DIR/tmp/body;
