@@ -4,9 +4,9 @@
 
 use std::future::Future;
 
-use super::StoreError;
 use super::position::LogPosition;
-use crate::event::{Event, NewEvent};
+use super::{StoreError, millis_to_datetime, now_millis};
+use crate::event::{Event, EventId, NewEvent};
 
 /// The state of the log as seen under its write lock, handed to the writer's
 /// decision while the transaction is open.
@@ -64,6 +64,24 @@ pub(super) trait LogBackend: Send + 'static {
         decide: &mut Decide<'_>,
     ) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send;
 
+    /// Appends events that carry no idempotency key, so that every one of
+    /// them is new: ids follow the head, in order, with one timestamp. A
+    /// backend whose lock other nodes wait for overrides this to take the
+    /// lock, assign the ids and commit in one statement.
+    fn append_new(
+        &mut self,
+        events: Vec<NewEvent>,
+    ) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send {
+        async move {
+            let mut events = Some(events);
+            let mut number = |locked: Locked| {
+                let timestamp = now_millis().max(locked.last_timestamp);
+                numbered(events.take().unwrap_or_default(), locked.head, timestamp)
+            };
+            self.append(Vec::new(), false, &mut number).await
+        }
+    }
+
     /// Deletes the oldest batch within `scope`, under the write lock; raises
     /// `position`'s pruned mark before the deletes commit. Returns how many
     /// rows went.
@@ -72,4 +90,27 @@ pub(super) trait LogBackend: Send + 'static {
         scope: PruneScope,
         position: &LogPosition,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// `events` as stored after `head`: ids `head + 1`, `head + 2`, …, all at
+/// `timestamp` (Unix ms).
+pub(super) fn numbered(events: Vec<NewEvent>, head: i64, timestamp: i64) -> Vec<Event> {
+    (head + 1..)
+        .zip(events)
+        .map(|(id, event)| stored(event, id, timestamp))
+        .collect()
+}
+
+/// One event as the log stores it.
+pub(super) fn stored(event: NewEvent, id: i64, timestamp: i64) -> Event {
+    Event {
+        id: EventId::new(id).unwrap_or(EventId::ZERO),
+        topic: event.topic,
+        kind: event.kind,
+        entity: event.entity,
+        payload: event.payload,
+        audience: event.audience,
+        timestamp: millis_to_datetime(timestamp),
+        key: event.key,
+    }
 }

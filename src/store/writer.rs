@@ -19,9 +19,9 @@ use std::sync::Arc;
 use serde::Serialize;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use super::backend::{Locked, LogBackend, PruneScope};
+use super::backend::{Locked, LogBackend, PruneScope, stored};
 use super::position::LogPosition;
-use super::{AppendError, Retention, StoreError, millis_to_datetime, now_millis};
+use super::{AppendError, Retention, StoreError, now_millis};
 use crate::event::{Event, EventId, NewEvent};
 
 /// Most publish requests waiting to be decided. Publishers beyond it wait
@@ -183,6 +183,12 @@ impl<B: LogBackend> Writer<B> {
     /// Commits every request of the group that is valid, and the outbox's
     /// rows when `relay` is set, in one transaction.
     async fn commit_group(&mut self, appends: Vec<PendingAppend>, relay: bool) {
+        let keyed = appends
+            .iter()
+            .any(|(events, _)| events.iter().any(|e| e.key.is_some()));
+        if !keyed && !relay {
+            return self.commit_new(appends).await;
+        }
         let keys: Vec<String> = appends
             .iter()
             .flat_map(|(events, _)| events.iter().filter_map(|e| e.key.clone()))
@@ -196,17 +202,48 @@ impl<B: LogBackend> Writer<B> {
         let new_events = match committed {
             Ok(events) => events,
             Err(error) => {
-                tracing::error!(error = %error, "group commit failed");
-                // Nothing of the group was committed: every publisher may
-                // safely retry.
                 let unanswered = undecided.into_iter().flatten().map(|(_, reply)| reply);
                 let decided = decided.into_iter().map(|d| d.reply);
-                for reply in unanswered.chain(decided) {
-                    let _ = reply.send(Err(AppendError::Store(StoreError::CommitFailed)));
-                }
-                return;
+                return fail(error, unanswered.chain(decided));
             }
         };
+        self.committed(new_events, decided).await;
+    }
+
+    /// A group without idempotency keys: every event is new, so the backend
+    /// numbers them as it takes the lock (see `LogBackend::append_new`).
+    async fn commit_new(&mut self, appends: Vec<PendingAppend>) {
+        let (requests, replies): (Vec<Vec<NewEvent>>, Vec<AppendReply>) =
+            appends.into_iter().unzip();
+        let sizes: Vec<usize> = requests.iter().map(Vec::len).collect();
+        let new_events = match self
+            .backend
+            .append_new(requests.into_iter().flatten().collect())
+            .await
+        {
+            Ok(events) => events,
+            Err(error) => return fail(error, replies.into_iter()),
+        };
+        let mut rest = new_events.as_slice();
+        let decided = sizes
+            .into_iter()
+            .zip(replies)
+            .map(|(size, reply)| {
+                let (answer, tail) = rest.split_at(size.min(rest.len()));
+                rest = tail;
+                Decided {
+                    reply,
+                    answer: answer.to_vec(),
+                    created: size > 0,
+                }
+            })
+            .collect();
+        self.committed(new_events, decided).await;
+    }
+
+    /// Announces what committed (or has the follower read it back) and
+    /// answers each request.
+    async fn committed(&mut self, new_events: Vec<Event>, decided: Vec<Decided>) {
         if let Some(last) = new_events.last() {
             if B::ANNOUNCES_COMMITS {
                 self.position.advance_head(last.id.get());
@@ -239,6 +276,15 @@ impl<B: LogBackend> Writer<B> {
             batch,
         };
         self.backend.prune(scope, &self.position).await
+    }
+}
+
+/// Answers every request of a group that did not commit: nothing of it was
+/// committed, so every publisher may safely retry.
+fn fail(error: StoreError, replies: impl Iterator<Item = AppendReply>) {
+    tracing::error!(error = %error, "group commit failed");
+    for reply in replies {
+        let _ = reply.send(Err(AppendError::Store(StoreError::CommitFailed)));
     }
 }
 
@@ -337,19 +383,10 @@ fn decide(
             answer.push(existing.clone());
             continue;
         }
-        let stored = Event {
-            id: EventId::new(*next_id).unwrap_or(EventId::ZERO),
-            topic: event.topic,
-            kind: event.kind,
-            entity: event.entity,
-            payload: event.payload,
-            audience: event.audience,
-            timestamp: millis_to_datetime(timestamp),
-            key: event.key,
-        };
+        let event = stored(event, *next_id, timestamp);
         *next_id += 1;
-        answer.push(stored.clone());
-        fresh.push(stored);
+        answer.push(event.clone());
+        fresh.push(event);
     }
     Ok((answer, fresh))
 }
