@@ -16,8 +16,11 @@
 #   storm    5,000 clients 200 events behind reconnect at once through nginx
 #            to three nodes
 #   conns    100,000 subscribers held over six nodes (each process here may
-#            open 20,000 files), one loadgen per node, an event every 5 s to
-#            all of them for a minute, heartbeats on
+#            open 20,000 files), one loadgen per node, an event every 4 s to
+#            each node's subscribers for a minute, heartbeats on (an event
+#            every 5 s would race the server's 5 s keep-alive on the
+#            publisher's idle connection, and loadgen stops publishing when a
+#            publish goes unanswered)
 #
 # Needs: PostgreSQL on 127.0.0.1:5432 (psql), nginx, release binaries
 # (PUSHLOG_BIN, LOADGEN_BIN; built when missing). Results: one loadgen JSON
@@ -34,7 +37,7 @@ root="$(cd "$here/../.." && pwd)"
 : "${LOADGEN_BIN:=$TARGET_DIR/release/loadgen}"
 : "${LB_PORT:=18300}"
 : "${OUT:=$root/loadtests/results/$(date -u +%F)}"
-: "${PUBLISH_DURATION:=10s}" "${FANOUT_DURATION:=20s}" "${HOLD_EVENTS_EVERY:=0.2}"
+: "${PUBLISH_DURATION:=10s}" "${FANOUT_DURATION:=20s}" "${HOLD_EVENTS_EVERY:=0.25}"
 : "${CONNS_NODES:=6}" "${CONNS_PER_NODE:=16700}" "${CONNS_DURATION:=60s}"
 export PUSHLOG_JWT_SECRET="${PUSHLOG_JWT_SECRET:-loadtests-cluster-secret-0123456789abcdef}"
 export LOADGEN_SECRET="$PUSHLOG_JWT_SECRET"
@@ -65,13 +68,20 @@ down() { "$root/deploy/local-cluster.sh" stop >/dev/null 2>&1 || true; }
 trap down EXIT
 
 # Runs loadgen with a name; its JSON line goes to cluster.jsonl with the
-# name added, its summary to cluster.log and stderr.
+# name added (a failed run's too), its summary to cluster.log and stderr.
+# A failed run is remembered in $OUT/.failed and fails the script at the end.
 run() {
   local name="$1"; shift
   say "$name: loadgen $*"
-  local result
-  result="$("$LOADGEN_BIN" "$@" 2> >(tee -a "$log" >&2))"
-  printf '%s\n' "$result" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); r["cluster"]=sys.argv[1]; print(json.dumps(r))' "$name" >>"$jsonl"
+  local result status=0
+  result="$("$LOADGEN_BIN" "$@" 2> >(tee -a "$log" >&2))" || status=$?
+  if [[ -n "$result" ]]; then
+    printf '%s\n' "$result" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); r["cluster"]=sys.argv[1]; print(json.dumps(r))' "$name" >>"$jsonl"
+  fi
+  if ((status != 0)); then
+    say "$name: loadgen failed ($status)"
+    echo "$name" >>"$OUT/.failed"
+  fi
 }
 
 for step in $STEPS; do
@@ -119,3 +129,8 @@ for step in $STEPS; do
   esac
 done
 say "results in $jsonl"
+if [[ -s "$OUT/.failed" ]]; then
+  say "failed runs: $(tr '\n' ' ' <"$OUT/.failed")"
+  rm -f "$OUT/.failed"
+  exit 1
+fi
