@@ -19,13 +19,16 @@ use crate::wire::View;
 pub const PUBLISHER_ROLE: &str = "publisher";
 /// The cookie a browser may carry the token in.
 pub const TOKEN_COOKIE: &str = "pushlog_token";
-/// Clock skew tolerated on `exp`, in seconds.
+/// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
 const LEEWAY_SECS: u64 = 30;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
     pub exp: u64,
+    /// Issued at, Unix seconds: a token from the future is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -110,6 +113,11 @@ pub struct Authenticator {
     algorithm: Algorithm,
     decoding: DecodingKey,
     encoding: Option<EncodingKey>,
+    /// The `aud` every token must name, if configured; else `aud` is not
+    /// looked at (identity providers set it to whatever their client is).
+    audience: Option<String>,
+    /// The `iss` every token must carry, if configured.
+    issuer: Option<String>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -130,6 +138,8 @@ impl Authenticator {
             algorithm: Algorithm::HS256,
             decoding: DecodingKey::from_secret(secret),
             encoding: Some(EncodingKey::from_secret(secret)),
+            audience: None,
+            issuer: None,
         })
     }
 
@@ -150,7 +160,17 @@ impl Authenticator {
             algorithm,
             decoding,
             encoding: None,
+            audience: None,
+            issuer: None,
         })
+    }
+
+    /// Requires every token to name `audience` in its `aud` and to carry
+    /// `issuer` as its `iss`; `None` leaves that claim unchecked.
+    pub fn expecting(mut self, audience: Option<String>, issuer: Option<String>) -> Authenticator {
+        self.audience = audience;
+        self.issuer = issuer;
+        self
     }
 
     pub fn algorithm(&self) -> Algorithm {
@@ -158,9 +178,30 @@ impl Authenticator {
     }
 
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        if names_critical_extensions(token) {
+            // RFC 7515 §4.1.11: a recipient that does not understand every
+            // extension listed in `crit` must refuse the token. We
+            // understand none.
+            return Err(AuthError::Invalid(
+                "the header lists `crit` extensions this server does not understand",
+            ));
+        }
         let mut validation = Validation::new(self.algorithm);
         validation.leeway = LEEWAY_SECS;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.validate_nbf = true;
+        let mut required = vec!["exp", "sub"];
+        match &self.audience {
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.push("aud");
+            }
+            None => validation.validate_aud = false,
+        }
+        if let Some(issuer) = &self.issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        validation.set_required_spec_claims(&required);
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(
             |e| match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
@@ -168,8 +209,17 @@ impl Authenticator {
                 ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
                     AuthError::Invalid("algorithm not accepted")
                 }
-                ErrorKind::MissingRequiredClaim(_) => {
-                    AuthError::Invalid("claims `sub` and `exp` are required")
+                ErrorKind::MissingRequiredClaim(_) => AuthError::Invalid(
+                    "claims `sub` and `exp` are required, and `aud` and `iss` where configured",
+                ),
+                ErrorKind::ImmatureSignature => {
+                    AuthError::Invalid("the token is not valid yet (`nbf`)")
+                }
+                ErrorKind::InvalidAudience => {
+                    AuthError::Invalid("the token is for another audience (`aud`)")
+                }
+                ErrorKind::InvalidIssuer => {
+                    AuthError::Invalid("the token is from another issuer (`iss`)")
                 }
                 ErrorKind::Json(_) => AuthError::Invalid("claims have the wrong shape"),
                 _ => AuthError::Invalid("malformed token"),
@@ -178,6 +228,14 @@ impl Authenticator {
         let claims = data.claims;
         if claims.sub.is_empty() {
             return Err(AuthError::Invalid("`sub` is empty"));
+        }
+        if claims
+            .iat
+            .is_some_and(|iat| iat > unix_now().saturating_add(LEEWAY_SECS))
+        {
+            return Err(AuthError::Invalid(
+                "the token was issued in the future (`iat`)",
+            ));
         }
         let readable = match claims.topics {
             Some(raw) => Some(
@@ -205,14 +263,32 @@ impl Authenticator {
         ttl_secs: u64,
     ) -> Result<String, KeyError> {
         let key = self.encoding.as_ref().ok_or(KeyError::CannotMint)?;
+        let now = unix_now();
         let claims = Claims {
             sub: user.to_owned(),
-            exp: unix_now() + ttl_secs,
+            exp: now + ttl_secs,
+            iat: Some(now),
             roles: roles.to_vec(),
             topics: topics.map(<[String]>::to_vec),
         };
         jsonwebtoken::encode(&Header::new(self.algorithm), &claims, key).map_err(KeyError::Sign)
     }
+}
+
+/// Whether the token's header has a `crit` member. A header that cannot be
+/// read is left for the decoder to refuse.
+fn names_critical_extensions(token: &str) -> bool {
+    use base64::Engine;
+    let Some(header) = token.split('.').next() else {
+        return false;
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()
+        .and_then(|json| {
+            serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&json).ok()
+        })
+        .is_some_and(|header| header.contains_key("crit"))
 }
 
 enum PublicKeyKind {
@@ -390,6 +466,7 @@ mod key_tests {
         let claims = Claims {
             sub: "s".into(),
             exp: unix_now() + 60,
+            iat: None,
             roles: vec![],
             topics: None,
         };

@@ -68,6 +68,16 @@ pub struct Config {
     #[arg(long, env = "PUSHLOG_JWT_PUBLIC_KEY", conflicts_with = "jwt_secret")]
     pub jwt_public_key: Option<String>,
 
+    /// When set, every token must name this audience in its `aud` claim;
+    /// when unset, `aud` is ignored.
+    #[arg(long, env = "PUSHLOG_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// When set, every token's `iss` claim must be exactly this; when
+    /// unset, `iss` is ignored.
+    #[arg(long, env = "PUSHLOG_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
     /// Seconds between SSE `: ping` comments.
     #[arg(long, env = "PUSHLOG_HEARTBEAT_SECS", default_value_t = 15,
           value_parser = clap::value_parser!(u64).range(1..=3600))]

@@ -50,6 +50,13 @@ pub enum StartupError {
 /// The verifier the configuration asks for. Without a secret or a public key,
 /// a random secret for this run: development mode, said loudly by `main`.
 pub fn authenticator(config: &Config) -> Result<(Authenticator, bool), StartupError> {
+    let (authenticator, development) = key(config)?;
+    let expecting = authenticator.expecting(config.jwt_audience.clone(), config.jwt_issuer.clone());
+    Ok((expecting, development))
+}
+
+/// The configured key, or a generated secret (development mode).
+fn key(config: &Config) -> Result<(Authenticator, bool), StartupError> {
     if let Some(secret) = &config.jwt_secret {
         return Ok((Authenticator::from_secret(secret.as_bytes())?, false));
     }

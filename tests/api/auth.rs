@@ -17,6 +17,7 @@ fn claims(sub: &str, roles: &[&str], exp: u64) -> Claims {
     Claims {
         sub: sub.into(),
         exp,
+        iat: None,
         roles: roles.iter().map(|r| r.to_string()).collect(),
         topics: None,
     }
@@ -195,4 +196,114 @@ async fn an_hs256_token_signed_with_the_public_key_is_refused() {
     );
 
     assert_refused(&app, &forged, "invalid_token").await;
+}
+
+/// A token signed with the test secret, carrying `extra` claims beside a
+/// publisher's `sub` and `exp`, and `header` members beside `alg`/`typ`.
+fn token_with(extra: serde_json::Value, header: serde_json::Value) -> String {
+    use raw_token::sign_hs256;
+    let mut claims = json!({"sub": "svc", "exp": unix_now() + 600, "roles": ["publisher"]});
+    let mut head = json!({"alg": "HS256", "typ": "JWT"});
+    for (target, more) in [(&mut claims, extra), (&mut head, header)] {
+        if let (Some(target), Some(more)) = (target.as_object_mut(), more.as_object()) {
+            target.extend(more.clone());
+        }
+    }
+    sign_hs256(&head, &claims)
+}
+
+/// A token with a header of our own choosing (jsonwebtoken's `Header` has
+/// no `crit`), signed with the test secret by jsonwebtoken's own HMAC.
+mod raw_token {
+    use super::b64;
+    use crate::helpers::SECRET;
+    use jsonwebtoken::{Algorithm, EncodingKey};
+
+    pub fn sign_hs256(header: &serde_json::Value, claims: &serde_json::Value) -> String {
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let key = EncodingKey::from_secret(SECRET.as_bytes());
+        let signature =
+            jsonwebtoken::crypto::sign(input.as_bytes(), &key, Algorithm::HS256).expect("signs");
+        format!("{input}.{signature}")
+    }
+}
+
+async fn publish_status(app: &TestApp, token: &str) -> (u16, String) {
+    let reply = app
+        .publish_raw(token, "application/json", event("t").to_string())
+        .await;
+    (
+        reply.status,
+        reply.body["message"].as_str().unwrap_or("").to_owned(),
+    )
+}
+
+#[actix_web::test]
+async fn a_token_not_valid_yet_or_issued_in_the_future_is_refused() {
+    let app = spawn_app().await;
+    let hour_ahead = unix_now() + 3600;
+    for claim in ["nbf", "iat"] {
+        let token = token_with(json!({claim: hour_ahead}), json!({}));
+        let (status, message) = publish_status(&app, &token).await;
+        assert_eq!(status, 401, "{claim}: {message}");
+        assert!(message.contains(claim), "{claim}: {message}");
+    }
+    // Within the leeway, and in the past, both are fine.
+    let token = token_with(
+        json!({"nbf": unix_now() + 5, "iat": unix_now() - 60}),
+        json!({}),
+    );
+    assert_eq!(publish_status(&app, &token).await.0, 201);
+}
+
+#[actix_web::test]
+async fn a_token_with_critical_header_extensions_is_refused() {
+    let app = spawn_app().await;
+    let token = token_with(json!({}), json!({"crit": ["exp-ext"], "exp-ext": true}));
+    let (status, message) = publish_status(&app, &token).await;
+    assert_eq!(status, 401, "{message}");
+    assert!(message.contains("crit"), "{message}");
+}
+
+#[actix_web::test]
+async fn aud_and_iss_are_ignored_unless_configured() {
+    let app = spawn_app().await;
+    let token = token_with(
+        json!({"aud": "some-client", "iss": "https://idp.example"}),
+        json!({}),
+    );
+    assert_eq!(publish_status(&app, &token).await.0, 201);
+}
+
+#[actix_web::test]
+async fn a_configured_audience_and_issuer_are_required_and_checked() {
+    let app = spawn_app_with(|c| {
+        c.jwt_audience = Some("pushlog".into());
+        c.jwt_issuer = Some("https://idp.example".into());
+    })
+    .await;
+    let right = json!({"aud": ["other", "pushlog"], "iss": "https://idp.example"});
+    assert_eq!(
+        publish_status(&app, &token_with(right, json!({}))).await.0,
+        201
+    );
+    for (claims, why) in [
+        (json!({"iss": "https://idp.example"}), "no aud"),
+        (
+            json!({"aud": "other", "iss": "https://idp.example"}),
+            "wrong aud",
+        ),
+        (json!({"aud": "pushlog"}), "no iss"),
+        (
+            json!({"aud": "pushlog", "iss": "https://evil.example"}),
+            "wrong iss",
+        ),
+    ] {
+        let (status, message) = publish_status(&app, &token_with(claims, json!({}))).await;
+        assert_eq!(status, 401, "{why}: {message}");
+    }
 }

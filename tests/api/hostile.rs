@@ -256,3 +256,24 @@ async fn a_frame_of_exactly_the_limit_is_read_whole() {
         closed => panic!("a frame within the limit was refused: {closed:?}"),
     }
 }
+
+#[actix_web::test]
+async fn a_subscribe_naming_more_patterns_than_a_connection_may_hold_is_refused_before_parsing() {
+    let app = spawn_app().await;
+    let mut bystander = bystander(&app).await;
+    let mut client = app.ws(&app.reader).await;
+    client.expect("welcome").await;
+    // 10,800 patterns in one 64 KiB message, all the same: deduplicated
+    // they would fit, but they are counted as sent.
+    let topics = vec!["p"; 10_800];
+    client
+        .send(serde_json::json!({"type": "subscribe", "topics": topics, "request_id": "flood"}))
+        .await;
+    let error = client.expect("error").await;
+    assert_eq!(error["error"], "too_many_subscriptions", "{error}");
+    assert_eq!(error["request_id"], "flood");
+
+    let published = app.publish(&event("bystanders")).await;
+    let id = published.body["events"][0]["id"].as_i64().expect("an id");
+    assert_eq!(bystander.next_event_id().await, id);
+}

@@ -600,9 +600,12 @@ async fn a_client_close_is_answered_with_a_close_frame() {
 #[actix_web::test]
 async fn a_subscription_narrowed_while_it_replays_still_gets_its_caught_up_and_every_event_once() {
     // A queue of 4 frames: the session hands over to the socket every few
-    // events, so the unsubscribe is read while the replay is under way.
+    // events, so the unsubscribe is read while the replay is under way. A
+    // replay long enough that it is still under way on a loaded machine
+    // when the unsubscribe, sent right after the subscribe, arrives.
+    const EVENTS: i64 = 2000;
     let app = spawn_app_with(|c| c.subscriber_queue = 4).await;
-    for _ in 0..6 {
+    for _ in 0..EVENTS / 100 {
         let batch: Vec<_> = (0..100).map(|_| event("a")).collect();
         app.publish(&json!(batch)).await;
     }
@@ -630,10 +633,10 @@ async fn a_subscription_narrowed_while_it_replays_still_gets_its_caught_up_and_e
 
     let narrowed_at = unsubscribed_after.expect("the unsubscribe is answered");
     assert!(
-        narrowed_at < 600,
+        narrowed_at < EVENTS as usize,
         "the unsubscribe landed mid-replay (after {narrowed_at} events)"
     );
     assert_eq!(caught_up["request_id"], "r1");
-    assert_eq!(caught_up["head"], 600);
-    assert_eq!(ids, (1..=600).collect::<Vec<_>>());
+    assert_eq!(caught_up["head"], EVENTS);
+    assert_eq!(ids, (1..=EVENTS).collect::<Vec<_>>());
 }

@@ -8,6 +8,7 @@ mod protocol;
 mod rate;
 mod subscriptions;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -418,10 +419,19 @@ impl Connection {
             )?;
             return Ok(None);
         }
+        // Counted before anything is parsed: a message may be 64 KiB of
+        // patterns, and more than a connection may hold is refused whole.
+        let max = self.context.limits.max_subscriptions;
+        if topics.len() > max {
+            let message = format!("a connection may hold at most {max} topic patterns");
+            self.error("too_many_subscriptions", message, request_id)?;
+            return Ok(None);
+        }
         let mut patterns = Vec::with_capacity(topics.len());
+        let mut seen = HashSet::with_capacity(topics.len());
         for raw in topics {
             match TopicPattern::parse(raw) {
-                Ok(pattern) if !patterns.contains(&pattern) => patterns.push(pattern),
+                Ok(pattern) if seen.insert(pattern.clone()) => patterns.push(pattern),
                 Ok(_) => {}
                 Err(reason) => {
                     self.error("invalid_topic", format!("{raw:?}: {reason}"), request_id)?;
