@@ -103,6 +103,17 @@ pub struct Config {
     #[arg(long, env = "PUSHLOG_MAX_CONNECTIONS", default_value_t = 19_000)]
     pub max_connections: usize,
 
+    /// WebSocket connections opened without a valid token, waiting for an
+    /// `auth` message, held at once: a budget apart from
+    /// `PUSHLOG_MAX_CONNECTIONS`, so clients without a token cannot take
+    /// the slots of those that have one.
+    #[arg(long, env = "PUSHLOG_MAX_PENDING_CONNECTIONS", default_value_t = 256)]
+    pub max_pending_connections: usize,
+
+    /// Of those, how many one client address may hold.
+    #[arg(long, env = "PUSHLOG_MAX_PENDING_PER_ADDRESS", default_value_t = 8)]
+    pub max_pending_per_address: usize,
+
     /// Most topic patterns one WebSocket connection may subscribe to.
     #[arg(long, env = "PUSHLOG_MAX_SUBSCRIPTIONS", default_value_t = 50)]
     pub max_subscriptions: usize,

@@ -18,7 +18,7 @@ use crate::auth::{Authenticator, KeyError};
 use crate::config::Config;
 use crate::front::{self, Rewind};
 use crate::hub::{Hub, Shard};
-use crate::limits::{ConnectionLimiter, Limits};
+use crate::limits::{ConnectionLimiter, Limits, PendingLimiter};
 use crate::metrics::Metrics;
 use crate::retention;
 use crate::routes::{self, AppState};
@@ -221,6 +221,10 @@ impl Application {
             metrics,
             limits: Limits::from_config(config),
             connections: ConnectionLimiter::new(config.max_connections),
+            pending: PendingLimiter::new(
+                config.max_pending_connections,
+                config.max_pending_per_address,
+            ),
             shutdown,
         });
         let builder = Server::build();

@@ -16,7 +16,7 @@ use crate::auth::{Authenticator, Principal, extract_token};
 use crate::error::ApiError;
 use crate::event::TopicPattern;
 use crate::hub::{Filter, Hub};
-use crate::limits::{ConnectionLimiter, ConnectionPermit, Limits};
+use crate::limits::{ConnectionLimiter, ConnectionPermit, Limits, PendingLimiter};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::store::EventLog;
@@ -29,6 +29,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
     pub connections: ConnectionLimiter,
+    /// WebSocket connections that have not authenticated yet.
+    pub pending: PendingLimiter,
     pub shutdown: Shutdown,
 }
 
@@ -78,15 +80,21 @@ pub(crate) fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Princi
     Ok(state.auth.verify(&token)?)
 }
 
-/// A slot for one more long-lived connection (SSE or WebSocket), or `503`
-/// when draining or full: refused before any work is done for it.
-pub(crate) fn admit_connection(state: &AppState) -> Result<ConnectionPermit, ApiError> {
+/// `503 shutting_down` once the server drains.
+pub(crate) fn refuse_when_draining(state: &AppState) -> Result<(), ApiError> {
     if state.shutdown.is_draining() {
         return Err(ApiError::Unavailable {
             code: "shutting_down",
             message: "the server is shutting down; reconnect to another node or retry".into(),
         });
     }
+    Ok(())
+}
+
+/// A slot for one more long-lived connection (SSE or WebSocket), or `503`
+/// when draining or full: refused before any work is done for it.
+pub(crate) fn admit_connection(state: &AppState) -> Result<ConnectionPermit, ApiError> {
+    refuse_when_draining(state)?;
     state
         .connections
         .try_acquire()

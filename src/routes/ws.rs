@@ -6,10 +6,11 @@
 use actix_web::http::header::{HOST, ORIGIN};
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::{AppState, admit_connection};
+use super::{AppState, admit_connection, refuse_when_draining};
 use crate::auth::{TokenSource, extract_token};
 use crate::error::ApiError;
 use crate::hub::Shard;
+use crate::limits::Admission;
 use crate::transport::ws::{self, Context};
 
 pub async fn ws(
@@ -26,7 +27,25 @@ pub async fn ws(
         Some((token, _)) => state.auth.verify(&token).map(Some),
         None => Ok(None),
     });
-    let permit = admit_connection(&state)?;
+    let admission = match &principal {
+        Ok(Some(_)) => Admission::Admitted(admit_connection(&state)?),
+        // Not authenticated (yet): a place from the pending budget, so
+        // that this connection takes no slot until it shows a token.
+        Ok(None) | Err(_) => {
+            refuse_when_draining(&state)?;
+            let permit = state
+                .pending
+                .try_acquire(req.peer_addr().map(|peer| peer.ip()))
+                .ok_or_else(|| ApiError::Unavailable {
+                    code: "too_many_pending",
+                    message: "too many connections are waiting to authenticate; send the token with the upgrade request, or retry".into(),
+                })?;
+            Admission::Pending {
+                permit,
+                connections: state.connections.clone(),
+            }
+        }
+    };
     let upgrade = actix_http::ws::handshake(req.head())
         .map(|mut response| HttpResponse::from(response.finish().map_into_boxed_body()))
         .map_err(|error| ApiError::BadRequest {
@@ -40,7 +59,7 @@ pub async fn ws(
         metrics: state.metrics.clone(),
         limits: state.limits.clone(),
         shutdown: state.shutdown.clone(),
-        permit,
+        admission,
     };
     Ok(ws::open(context, principal, upgrade, body.into_inner()))
 }

@@ -277,3 +277,104 @@ async fn a_subscribe_naming_more_patterns_than_a_connection_may_hold_is_refused_
     let id = published.body["events"][0]["id"].as_i64().expect("an id");
     assert_eq!(bystander.next_event_id().await, id);
 }
+
+/// The status a WebSocket upgrade without a token is answered with; the
+/// connection is kept open (in the returned socket) while it lasts.
+async fn tokenless_upgrade(app: &TestApp) -> (u16, TcpStream) {
+    let address = app.base.trim_start_matches("http://");
+    let mut socket = TcpStream::connect(address).await.expect("connect");
+    socket
+        .write_all(
+            b"GET /ws HTTP/1.1\r\nHost: pushlog\r\nUpgrade: websocket\r\n\
+              Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .await
+        .expect("send");
+    let mut received = Vec::new();
+    let head = read_head(&mut socket, &mut received).await;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("a status line");
+    (status, socket)
+}
+
+#[actix_web::test]
+async fn connections_without_a_token_do_not_take_the_slots_of_those_with_one() {
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.max_connections = 2;
+        c.max_pending_connections = 30;
+        c.max_pending_per_address = 30;
+    })
+    .await;
+    let mut waiting = Vec::new();
+    for _ in 0..30 {
+        let (status, socket) = tokenless_upgrade(&app).await;
+        assert_eq!(status, 101);
+        waiting.push(socket);
+    }
+    let (status, _refused) = tokenless_upgrade(&app).await;
+    assert_eq!(status, 503, "the pending budget is spent");
+
+    // Every slot is still there for clients that bring a token.
+    let mut stream = app.stream(&app.reader, "topics=bystanders", None).await;
+    assert_eq!(stream.status, 200);
+    stream.opened().await;
+    let mut client = bystander(&app).await;
+    let published = app.publish(&event("bystanders")).await;
+    let id = published.body["events"][0]["id"].as_i64().expect("an id");
+    assert_eq!(stream.next_event().await.0, id);
+    assert_eq!(client.next_event_id().await, id);
+}
+
+#[actix_web::test]
+async fn one_address_may_hold_only_its_share_of_the_pending_budget() {
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.max_pending_connections = 30;
+        c.max_pending_per_address = 3;
+    })
+    .await;
+    let mut waiting = Vec::new();
+    for _ in 0..3 {
+        let (status, socket) = tokenless_upgrade(&app).await;
+        assert_eq!(status, 101);
+        waiting.push(socket);
+    }
+    let (status, _refused) = tokenless_upgrade(&app).await;
+    assert_eq!(status, 503);
+    // A client with a token is not pending, wherever it comes from.
+    let mut client = bystander(&app).await;
+    let published = app.publish(&event("bystanders")).await;
+    let id = published.body["events"][0]["id"].as_i64().expect("an id");
+    assert_eq!(client.next_event_id().await, id);
+    // A waiting connection that leaves gives its place back.
+    waiting.pop();
+    let reopened = async {
+        loop {
+            let (status, socket) = tokenless_upgrade(&app).await;
+            if status == 101 {
+                return socket;
+            }
+            // The server notices the close on its next read.
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(PATIENCE, reopened)
+        .await
+        .expect("the place is given back");
+}
+
+#[actix_web::test]
+async fn a_pending_connection_that_authenticates_when_every_slot_is_taken_is_closed_with_1013() {
+    let app = crate::helpers::spawn_app_with(|c| c.max_connections = 1).await;
+    let _holder = bystander(&app).await;
+    let mut late = app
+        .ws_with(|request| request, "")
+        .await
+        .expect("upgraded while pending");
+    late.send(serde_json::json!({"type": "auth", "token": app.reader}))
+        .await;
+    assert_eq!(late.close_code().await, Some(1013));
+}

@@ -22,7 +22,7 @@ use crate::auth::{Authenticator, Principal};
 use crate::cursor::Since;
 use crate::event::TopicPattern;
 use crate::hub::{Filter, Shard};
-use crate::limits::{ConnectionPermit, Limits};
+use crate::limits::{Admission, Limits};
 use crate::metrics::{GaugeGuard, Metrics};
 use crate::replay::{Feed, FeedEnd, OpenError, ResetReason, Start, Unresumable};
 use crate::shutdown::Shutdown;
@@ -51,7 +51,9 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
     pub shutdown: Shutdown,
-    pub permit: ConnectionPermit,
+    /// Its place among the server's connections: pending until the
+    /// connection authenticates, then a slot.
+    pub admission: Admission,
 }
 
 /// Why a session ended, as the close frame says it.
@@ -69,6 +71,8 @@ pub enum CloseReason {
     ProtocolError,
     HeartbeatTimeout,
     ShuttingDown,
+    /// Authenticated, but every connection slot is taken.
+    Full,
     ServerError,
 }
 
@@ -84,6 +88,7 @@ impl CloseReason {
             CloseReason::ProtocolError => CloseCode::Protocol,
             CloseReason::HeartbeatTimeout | CloseReason::ShuttingDown => CloseCode::Away,
             CloseReason::ServerError => CloseCode::Error,
+            CloseReason::Full => CloseCode::Again,
         }
     }
 }
@@ -281,6 +286,12 @@ impl Connection {
                 return Ok(());
             }
             None => {
+                if !self.context.admission.promote() {
+                    return Err(closing(
+                        CloseReason::Full,
+                        "the server holds as many connections as it is configured for; retry",
+                    ));
+                }
                 self.token_deadline = Some(Instant::now() + principal.time_left());
                 self.principal = Some(principal);
             }
