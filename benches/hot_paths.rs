@@ -10,7 +10,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use pushlog::auth::Principal;
-use pushlog::event::{Audience, Event, EventDraft, EventId, Topic, TopicPattern};
+use pushlog::event::{Audience, Event, EventDraft, EventId, PayloadRules, Topic, TopicPattern};
 use pushlog::hub::{Filter, Hub, Received, Shard};
 use pushlog::metrics::Metrics;
 use pushlog::store::EventLog;
@@ -70,7 +70,10 @@ fn serialisation(c: &mut Criterion) {
         let body = r#"{"topic":"device:dev-0001","type":"entity:updated","entity":{"kind":"device","id":"1","op":"updated"},"payload":{"temp": 21.5, "ok": true}}"#;
         b.iter(|| {
             let draft: EventDraft = serde_json::from_str(black_box(body)).unwrap();
-            black_box(draft.validate(64 * 1024).unwrap())
+            black_box(draft.validate(PayloadRules {
+                max_bytes: 64 * 1024,
+                max_depth: 64,
+            }).unwrap())
         })
     });
     group.finish();
@@ -158,7 +161,10 @@ fn store_append(c: &mut Criterion) {
                     r#"{{"topic":"bench","type":"t","payload":{{"n":{i}}}}}"#
                 ))
                 .unwrap()
-                .validate(64 * 1024)
+                .validate(PayloadRules {
+                    max_bytes: 64 * 1024,
+                    max_depth: 64,
+                })
                 .unwrap()
             })
             .collect();

@@ -136,6 +136,10 @@ pub struct Config {
     #[arg(long, env = "PUSHLOG_MAX_PAYLOAD_BYTES", default_value_t = 64 * 1024)]
     pub max_payload_bytes: usize,
 
+    /// Deepest nesting of arrays and objects in an event payload.
+    #[arg(long, env = "PUSHLOG_MAX_PAYLOAD_DEPTH", default_value_t = 64)]
+    pub max_payload_depth: usize,
+
     /// Largest publish request body, in bytes.
     #[arg(long, env = "PUSHLOG_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_body_bytes: usize,

@@ -347,8 +347,27 @@ fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), Invali
     Ok(())
 }
 
+/// What a payload may be.
+#[derive(Debug, Clone, Copy)]
+pub struct PayloadRules {
+    /// Bytes of compact JSON.
+    pub max_bytes: usize,
+    /// Levels of nested arrays and objects: every reader must be able to
+    /// parse it, and common JSON parsers stop at a few hundred or a thousand.
+    pub max_depth: usize,
+}
+
+impl PayloadRules {
+    /// No bound beyond what JSON itself imposes (lone surrogates are still
+    /// refused): for events an application that shares the database staged.
+    pub const TRUSTED: PayloadRules = PayloadRules {
+        max_bytes: usize::MAX,
+        max_depth: usize::MAX,
+    };
+}
+
 impl EventDraft {
-    pub fn validate(self, max_payload_bytes: usize) -> Result<NewEvent, InvalidEvent> {
+    pub fn validate(self, rules: PayloadRules) -> Result<NewEvent, InvalidEvent> {
         let topic = Topic::parse(&self.topic).map_err(|reason| field_error("topic", reason))?;
         check_text("type", &self.kind, MAX_TYPE_LEN)?;
         if let Some(entity) = &self.entity {
@@ -364,11 +383,13 @@ impl EventDraft {
         };
         let payload = match self.payload {
             Some(raw) => {
+                check_readable(raw.get(), rules.max_depth)
+                    .map_err(|reason| field_error("payload", reason))?;
                 let compact = compact_json(raw.get());
-                if compact.len() > max_payload_bytes {
+                if compact.len() > rules.max_bytes {
                     return Err(InvalidEvent::PayloadTooLarge {
                         size: compact.len(),
-                        limit: max_payload_bytes,
+                        limit: rules.max_bytes,
                     });
                 }
                 // Compacting removes only whitespace between tokens, so the
@@ -421,6 +442,66 @@ fn validate_audience(audience: Audience) -> Result<Audience, InvalidEvent> {
 /// line must not contain a newline, and the size limit should count content,
 /// not indentation. Whitespace inside strings is escaped in valid JSON, except
 /// plain spaces and tabs, which the string tracking keeps.
+/// Refuses valid JSON that some readers cannot parse: nesting deeper than
+/// `max_depth`, and a string escape of half a UTF-16 surrogate pair
+/// (`"\ud800"`), which RFC 8259 §8.2 allows but strict parsers (Python's,
+/// Rust's, browsers' `TextDecoder`) refuse, so one such event would break
+/// every reader of its topic.
+fn check_readable(valid: &str, max_depth: usize) -> Result<(), String> {
+    let bytes = valid.as_bytes();
+    let mut depth = 0usize;
+    let mut in_string = false;
+    // A high surrogate escape waiting for its low half.
+    let mut high_pending = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let byte = bytes[i];
+        i += 1;
+        if !in_string {
+            match byte {
+                b'"' => in_string = true,
+                b'[' | b'{' => {
+                    depth += 1;
+                    if depth > max_depth {
+                        return Err(format!("nested deeper than {max_depth} levels"));
+                    }
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            continue;
+        }
+        let unit = match byte {
+            b'\\' if bytes.get(i) == Some(&b'u') => {
+                let hex = valid.get(i + 1..i + 5).unwrap_or("");
+                i += 5;
+                u16::from_str_radix(hex, 16).ok()
+            }
+            b'\\' => {
+                i += 1;
+                None
+            }
+            b'"' => {
+                in_string = false;
+                None
+            }
+            _ => None,
+        };
+        match unit {
+            Some(0xD800..=0xDBFF) if !high_pending => high_pending = true,
+            Some(0xDC00..=0xDFFF) if high_pending => high_pending = false,
+            Some(0xD800..=0xDFFF) => return Err(lone_surrogate()),
+            _ if high_pending => return Err(lone_surrogate()),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn lone_surrogate() -> String {
+    "holds half a UTF-16 surrogate pair (a lone \\ud800-\\udfff escape)".into()
+}
+
 pub(crate) fn compact_json(valid: &str) -> String {
     let mut out = String::with_capacity(valid.len());
     let mut in_string = false;
@@ -514,17 +595,51 @@ mod tests {
         let draft: EventDraft =
             serde_json::from_str(r#"{"topic":"bad topic","type":"x"}"#).unwrap();
         assert!(matches!(
-            draft.validate(1024),
+            draft.validate(rules(1024)),
             Err(InvalidEvent::Field { field: "topic", .. })
         ));
         let draft: EventDraft =
             serde_json::from_str(r#"{"topic":"t","type":"x","payload":"0123456789"}"#).unwrap();
         assert!(matches!(
-            draft.validate(8),
+            draft.validate(rules(8)),
             Err(InvalidEvent::PayloadTooLarge { size: 12, limit: 8 })
         ));
         let draft: EventDraft =
             serde_json::from_str(r#"{"topic":"t","type":"x","audience":{}}"#).unwrap();
-        assert!(draft.validate(1024).is_err());
+        assert!(draft.validate(rules(1024)).is_err());
+    }
+    fn rules(max_bytes: usize) -> PayloadRules {
+        PayloadRules {
+            max_bytes,
+            max_depth: 4,
+        }
+    }
+
+    #[test]
+    fn payloads_every_reader_can_parse_pass() {
+        for ok in [
+            r#"{"a":[1,{"b":[2]}]}"#,
+            r#""plain \" quote \\ and \u00e9""#,
+            r#""pair \ud83d\ude00 and text""#,
+            r#""brackets in strings [[[[[[ {{{{{ ""#,
+        ] {
+            assert_eq!(check_readable(ok, 4), Ok(()), "{ok}");
+        }
+    }
+
+    #[test]
+    fn deep_nesting_and_lone_surrogates_are_refused() {
+        assert!(check_readable("[[[[[1]]]]]", 4).is_err());
+        assert!(check_readable(r#"{"a":{"b":{"c":{"d":{}}}}}"#, 4).is_err());
+        for lone in [
+            r#""\ud800""#,
+            r#""\udc00""#,
+            r#""\ud800x""#,
+            r#""\ud800\u0041""#,
+            r#""\ud800\ud800\udc00""#,
+            r#"{"k\udfff":1}"#,
+        ] {
+            assert!(check_readable(lone, 64).is_err(), "{lone}");
+        }
     }
 }

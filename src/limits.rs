@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::event::PayloadRules;
 
 /// The most events one publish request may carry (the contract's number).
 pub const MAX_BATCH: usize = 1000;
@@ -19,7 +20,7 @@ pub const MAX_TOPIC_PATTERNS: usize = 100;
 
 #[derive(Debug, Clone)]
 pub struct Limits {
-    pub max_payload_bytes: usize,
+    pub payload: PayloadRules,
     pub max_body_bytes: usize,
     pub max_subscriptions: usize,
     pub max_messages_per_sec: u32,
@@ -34,7 +35,10 @@ pub struct Limits {
 impl Limits {
     pub fn from_config(config: &Config) -> Limits {
         Limits {
-            max_payload_bytes: config.max_payload_bytes,
+            payload: PayloadRules {
+                max_bytes: config.max_payload_bytes,
+                max_depth: config.max_payload_depth,
+            },
             max_body_bytes: config.max_body_bytes,
             max_subscriptions: config.max_subscriptions,
             max_messages_per_sec: config.max_messages_per_sec,

@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 
 use super::{AppState, authenticate};
 use crate::error::ApiError;
-use crate::event::{EventDraft, InvalidEvent, NewEvent};
+use crate::event::{EventDraft, InvalidEvent, NewEvent, PayloadRules};
 use crate::limits::MAX_BATCH;
 use crate::store::PublishedEvent;
 
@@ -43,7 +43,7 @@ pub async fn publish(
     }
     require_json(&req)?;
     let body = read_body(body, state.limits.max_body_bytes).await?;
-    let events = parse_events(&body, state.limits.max_payload_bytes)?;
+    let events = parse_events(&body, state.limits.payload)?;
     let count = events.len();
     let appended = state.log.append(events).await?;
     let status = if appended.created {
@@ -98,7 +98,7 @@ async fn read_body(mut body: web::Payload, limit: usize) -> Result<web::BytesMut
 
 /// One event or an array of 1 to 1000, each validated. Syntax errors are
 /// `400`; well-formed JSON that is not a valid event is `422`.
-fn parse_events(body: &[u8], max_payload_bytes: usize) -> Result<Vec<NewEvent>, ApiError> {
+fn parse_events(body: &[u8], rules: PayloadRules) -> Result<Vec<NewEvent>, ApiError> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     let drafts: Vec<Box<RawValue>> = match first {
         Some(b'[') => serde_json::from_slice(body).map_err(json_error)?,
@@ -142,18 +142,16 @@ fn parse_events(body: &[u8], max_payload_bytes: usize) -> Result<Vec<NewEvent>, 
                     code: "invalid_event",
                     message: at(error.to_string()),
                 })?;
-            draft
-                .validate(max_payload_bytes)
-                .map_err(|invalid| match invalid {
-                    InvalidEvent::PayloadTooLarge { .. } => ApiError::TooLarge {
-                        code: "payload_too_large",
-                        message: at(invalid.to_string()),
-                    },
-                    InvalidEvent::Field { .. } => ApiError::Unprocessable {
-                        code: "invalid_event",
-                        message: at(invalid.to_string()),
-                    },
-                })
+            draft.validate(rules).map_err(|invalid| match invalid {
+                InvalidEvent::PayloadTooLarge { .. } => ApiError::TooLarge {
+                    code: "payload_too_large",
+                    message: at(invalid.to_string()),
+                },
+                InvalidEvent::Field { .. } => ApiError::Unprocessable {
+                    code: "invalid_event",
+                    message: at(invalid.to_string()),
+                },
+            })
         })
         .collect()
 }
@@ -175,6 +173,13 @@ fn json_error(error: serde_json::Error) -> ApiError {
 mod tests {
     use super::*;
 
+    fn rules(max_bytes: usize) -> PayloadRules {
+        PayloadRules {
+            max_bytes,
+            max_depth: 64,
+        }
+    }
+
     fn code(result: Result<Vec<NewEvent>, ApiError>) -> &'static str {
         result.err().map(|e| e.code()).unwrap_or("ok")
     }
@@ -182,13 +187,13 @@ mod tests {
     #[test]
     fn one_event_or_an_array_is_accepted() {
         assert_eq!(
-            code(parse_events(br#"{"topic":"a","type":"t"}"#, 100)),
+            code(parse_events(br#"{"topic":"a","type":"t"}"#, rules(100))),
             "ok"
         );
         assert_eq!(
             parse_events(
                 br#"[{"topic":"a","type":"t"},{"topic":"b","type":"t"}]"#,
-                100
+                rules(100)
             )
             .unwrap()
             .len(),
@@ -198,16 +203,22 @@ mod tests {
 
     #[test]
     fn syntax_errors_are_malformed_and_shape_errors_invalid() {
-        assert_eq!(code(parse_events(b"{not json", 100)), "malformed_json");
-        assert_eq!(code(parse_events(b"", 100)), "malformed_json");
-        assert_eq!(code(parse_events(b"42", 100)), "invalid_event");
-        assert_eq!(code(parse_events(b"[]", 100)), "invalid_event");
         assert_eq!(
-            code(parse_events(br#"{"topic":"a"}"#, 100)),
+            code(parse_events(b"{not json", rules(100))),
+            "malformed_json"
+        );
+        assert_eq!(code(parse_events(b"", rules(100))), "malformed_json");
+        assert_eq!(code(parse_events(b"42", rules(100))), "invalid_event");
+        assert_eq!(code(parse_events(b"[]", rules(100))), "invalid_event");
+        assert_eq!(
+            code(parse_events(br#"{"topic":"a"}"#, rules(100))),
             "invalid_event"
         );
         assert_eq!(
-            code(parse_events(br#"{"topic":"a","type":"t","id":5}"#, 100)),
+            code(parse_events(
+                br#"{"topic":"a","type":"t","id":5}"#,
+                rules(100)
+            )),
             "invalid_event"
         );
     }
@@ -216,7 +227,7 @@ mod tests {
     fn the_bad_event_of_a_batch_is_named_by_index() {
         let error = parse_events(
             br#"[{"topic":"a","type":"t"},{"topic":"b c","type":"t"}]"#,
-            100,
+            rules(100),
         )
         .unwrap_err();
         assert!(error.to_string().starts_with("events[1]: topic"), "{error}");
@@ -227,11 +238,14 @@ mod tests {
         assert_eq!(
             code(parse_events(
                 br#"{"topic":"a","type":"t","payload":"xxxxxxxx"}"#,
-                4
+                rules(4)
             )),
             "payload_too_large"
         );
         let many = format!("[{}]", vec![r#"{"topic":"a","type":"t"}"#; 1001].join(","));
-        assert_eq!(code(parse_events(many.as_bytes(), 100)), "batch_too_large");
+        assert_eq!(
+            code(parse_events(many.as_bytes(), rules(100))),
+            "batch_too_large"
+        );
     }
 }

@@ -30,7 +30,9 @@ use super::rows::{COLUMNS, event_from_row, range_query};
 use super::{StoreError, now_millis};
 use serde_json::value::RawValue;
 
-use crate::event::{Audience, Entity, Event, EventDraft, EventId, NewEvent, Topic, TopicPattern};
+use crate::event::{
+    Audience, Entity, Event, EventDraft, EventId, NewEvent, PayloadRules, Topic, TopicPattern,
+};
 
 /// The schema that holds pushlog's tables and functions.
 const SCHEMA: &str = "pushlog";
@@ -390,11 +392,15 @@ async fn take_outbox(conn: &mut PgConnection) -> Result<(Vec<NewEvent>, usize), 
     let events = rows
         .into_iter()
         .filter_map(|(seq, draft)| {
-            // The application is trusted with the payload size: it shares
-            // the database, and nobody could be told of a refusal.
+            // The application is trusted with the payload's size and depth:
+            // it shares the database, and nobody could be told of a refusal.
             let event = serde_json::from_str::<EventDraft>(&draft)
                 .map_err(|error| error.to_string())
-                .and_then(|draft| draft.validate(usize::MAX).map_err(|e| e.to_string()));
+                .and_then(|draft| {
+                    draft
+                        .validate(PayloadRules::TRUSTED)
+                        .map_err(|e| e.to_string())
+                });
             event
                 .inspect_err(|error| tracing::error!(seq, %error, "an outbox row is not an event"))
                 .ok()

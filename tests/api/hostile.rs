@@ -378,3 +378,33 @@ async fn a_pending_connection_that_authenticates_when_every_slot_is_taken_is_clo
         .await;
     assert_eq!(late.close_code().await, Some(1013));
 }
+
+#[actix_web::test]
+async fn payloads_that_other_readers_could_not_parse_are_refused_with_422() {
+    let app = spawn_app().await;
+    let deep = format!(
+        r#"{{"topic":"t","type":"deep","payload":{}1{}}}"#,
+        "[".repeat(32_000),
+        "]".repeat(32_000)
+    );
+    let lone_surrogate = r#"{"topic":"t","type":"lone","payload":{"s":"\ud800"}}"#;
+    for (body, why) in [(deep.as_str(), "nested"), (lone_surrogate, "surrogate")] {
+        let reply = app
+            .publish_raw(&app.publisher, "application/json", body.to_owned())
+            .await;
+        assert_eq!(reply.status, 422, "{why}: {}", reply.body);
+        assert_eq!(reply.error_code(), "invalid_event", "{why}");
+        assert!(
+            reply.body["message"].as_str().unwrap_or("").contains(why),
+            "{why}: {}",
+            reply.body
+        );
+    }
+    // Nothing was stored; the log stays readable by every JSON parser.
+    assert_eq!(app.all_ids().await, Vec::<i64>::new());
+    let fine = r#"{"topic":"t","type":"ok","payload":{"s":"\ud83d\ude00","d":[[[1]]]}}"#;
+    let reply = app
+        .publish_raw(&app.publisher, "application/json", fine.to_owned())
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+}
