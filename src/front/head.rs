@@ -148,7 +148,7 @@ fn wants_websocket(headers: &HeaderMap) -> bool {
     headers
         .get(UPGRADE)
         .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.to_ascii_lowercase().contains("websocket"))
+        .is_some_and(crate::transport::ws::names_websocket)
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 //! to the WebSocket session. Token problems are told with close code 4001
 //! after the upgrade, because a browser cannot see an HTTP status there.
 
-use actix_web::http::header::{HOST, ORIGIN};
+use actix_http::ws::HandshakeError;
+use actix_web::ResponseError;
+use actix_web::http::header::{HOST, HeaderValue, ORIGIN, SEC_WEBSOCKET_VERSION, UPGRADE};
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::{AppState, admit_connection, refuse_when_draining};
@@ -11,7 +13,7 @@ use crate::auth::{TokenSource, extract_token};
 use crate::error::ApiError;
 use crate::hub::Shard;
 use crate::limits::Admission;
-use crate::transport::ws::{self, Context};
+use crate::transport::ws::{self, Context, names_websocket};
 
 pub async fn ws(
     req: HttpRequest,
@@ -46,12 +48,18 @@ pub async fn ws(
             }
         }
     };
-    let upgrade = actix_http::ws::handshake(req.head())
-        .map(|mut response| HttpResponse::from(response.finish().map_into_boxed_body()))
-        .map_err(|error| ApiError::BadRequest {
-            code: "not_a_websocket",
-            message: format!("this endpoint speaks WebSocket only: {error}"),
-        })?;
+    let upgrade = match handshake(&req) {
+        Ok(upgrade) => upgrade,
+        Err(HandshakeError::UnsupportedVersion) => {
+            // RFC 6455 §4.4: say which version this server speaks.
+            let mut refused = not_a_websocket(HandshakeError::UnsupportedVersion).error_response();
+            refused
+                .headers_mut()
+                .insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+            return Ok(refused);
+        }
+        Err(error) => return Err(not_a_websocket(error)),
+    };
     let context = Context {
         log: state.log.clone(),
         shard: Shard::clone(&shard),
@@ -64,15 +72,39 @@ pub async fn ws(
     Ok(ws::open(context, principal, upgrade, body.into_inner()))
 }
 
+/// actix's handshake, after checking that `Upgrade` names `websocket` as a
+/// token (actix looks for the substring: `Upgrade: notwebsocket` would do).
+fn handshake(req: &HttpRequest) -> Result<HttpResponse, HandshakeError> {
+    let named = req
+        .headers()
+        .get(UPGRADE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(names_websocket);
+    if !named {
+        return Err(HandshakeError::NoWebsocketUpgrade);
+    }
+    actix_http::ws::handshake(req.head())
+        .map(|mut response| HttpResponse::from(response.finish().map_into_boxed_body()))
+}
+
+fn not_a_websocket(error: HandshakeError) -> ApiError {
+    ApiError::BadRequest {
+        code: "not_a_websocket",
+        message: format!("this endpoint speaks WebSocket only: {error}"),
+    }
+}
+
 /// A cookie rides along on any request the browser makes, including a
 /// WebSocket opened by another site's page (cross-site WebSocket hijacking).
 /// So when the cookie is the credential, the page's origin must be ours or
 /// on the allow-list. Non-browser clients send no `Origin` and are not at
 /// risk.
 fn check_origin(req: &HttpRequest, allowed: &[String]) -> Result<(), ApiError> {
-    let Some(origin) = req.headers().get(ORIGIN).and_then(|o| o.to_str().ok()) else {
+    let Some(origin) = req.headers().get(ORIGIN) else {
         return Ok(());
     };
+    // An `Origin` that is not text is no origin we could allow.
+    let origin = origin.to_str().unwrap_or("<not text>");
     let own_host = req.headers().get(HOST).and_then(|h| h.to_str().ok());
     let origin_host = origin.split_once("://").map(|(_, host)| host);
     let same_origin = own_host.is_some() && origin_host == own_host;

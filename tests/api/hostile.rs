@@ -97,6 +97,21 @@ impl RawWebSocket {
     }
 }
 
+impl RawWebSocket {
+    /// Sends `bytes` as they are; returns the server's first answer after
+    /// its welcome.
+    async fn send_bytes(mut self, bytes: &[u8]) -> Answer {
+        self.socket.write_all(bytes).await.expect("send");
+        let RawWebSocket {
+            mut socket,
+            mut received,
+        } = self;
+        tokio::time::timeout(PATIENCE, answer(&mut socket, &mut received))
+            .await
+            .expect("the server answers within the patience window")
+    }
+}
+
 /// What the server answered a frame with.
 #[derive(Debug, PartialEq)]
 enum Answer {
@@ -407,4 +422,84 @@ async fn payloads_that_other_readers_could_not_parse_are_refused_with_422() {
         .publish_raw(&app.publisher, "application/json", fine.to_owned())
         .await;
     assert_eq!(reply.status, 201, "{}", reply.body);
+}
+
+/// RFC 6455 §8.1: a text message that is not UTF-8 fails the connection
+/// with 1007, not 1002.
+#[actix_web::test]
+async fn a_text_message_that_is_not_utf8_closes_with_1007() {
+    let app = spawn_app().await;
+    for path in [Path::Front, Path::Dispatcher] {
+        let client = RawWebSocket::open(&app, &app.reader, path).await;
+        // A masked text frame (mask of zeros) holding the byte 0xff.
+        let frame = [0x81, 0x81, 0, 0, 0, 0, 0xff];
+        assert_eq!(
+            client.send_bytes(&frame).await,
+            Answer::Closed(Some(1007)),
+            "{path:?}"
+        );
+    }
+}
+
+/// A handshake head as sent, and the response's status and headers.
+async fn upgrade_with(app: &TestApp, headers: &[u8]) -> crate::raw::Head {
+    let mut raw = crate::raw::Raw::open(app).await;
+    let mut request = b"GET /ws HTTP/1.1\r\nHost: pushlog\r\n".to_vec();
+    request.extend_from_slice(headers);
+    request.extend_from_slice(b"\r\n");
+    raw.socket.write_all(&request).await.expect("send");
+    raw.head().await
+}
+
+const KEY: &[u8] = b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+
+#[actix_web::test]
+async fn an_unsupported_websocket_version_is_told_which_one_is_spoken() {
+    let app = spawn_app().await;
+    let headers = [
+        b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 8\r\n".as_slice(),
+        KEY,
+    ]
+    .concat();
+    let head = upgrade_with(&app, &headers).await;
+    assert_eq!(head.status, 400);
+    assert_eq!(head.header("sec-websocket-version"), Some("13"));
+}
+
+#[actix_web::test]
+async fn an_upgrade_to_something_else_than_websocket_is_refused() {
+    let app = spawn_app().await;
+    for upgrade in ["notwebsocket", "websockets", "h2c"] {
+        let headers = [
+            format!("Upgrade: {upgrade}\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n")
+                .as_bytes(),
+            KEY,
+        ]
+        .concat();
+        assert_eq!(upgrade_with(&app, &headers).await.status, 400, "{upgrade}");
+    }
+    let listed = [
+        b"Upgrade: h2c, WebSocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            .as_slice(),
+        KEY,
+    ]
+    .concat();
+    assert_eq!(
+        upgrade_with(&app, &listed).await.status,
+        101,
+        "a token in a list"
+    );
+}
+
+#[actix_web::test]
+async fn a_cookie_upgrade_with_an_origin_that_is_not_text_is_refused_as_foreign() {
+    let app = spawn_app().await;
+    let headers = [
+        b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n".as_slice(),
+        KEY,
+        format!("Cookie: pushlog_token={}\r\n", app.reader).as_bytes(),
+        b"Origin: https://\xffevil.example\r\n",
+    ]
+    .concat();
+    assert_eq!(upgrade_with(&app, &headers).await.status, 403);
 }

@@ -73,6 +73,8 @@ pub enum CloseReason {
     ShuttingDown,
     /// Authenticated, but every connection slot is taken.
     Full,
+    /// A text message that is not UTF-8.
+    NotUtf8,
     ServerError,
 }
 
@@ -89,6 +91,7 @@ impl CloseReason {
             CloseReason::HeartbeatTimeout | CloseReason::ShuttingDown => CloseCode::Away,
             CloseReason::ServerError => CloseCode::Error,
             CloseReason::Full => CloseCode::Again,
+            CloseReason::NotUtf8 => CloseCode::Invalid,
         }
     }
 }
@@ -120,6 +123,14 @@ fn queued(sent: Result<(), Unsent>) -> Result<(), Closing> {
         )),
         Err(Unsent::Closed) => Err(closing(CloseReason::ClientLeft, "")),
     }
+}
+
+/// Whether an `Upgrade` header's value names the WebSocket protocol: one of
+/// its comma-separated tokens is `websocket` (RFC 7230 §6.7), case aside.
+pub fn names_websocket(upgrade: &str) -> bool {
+    upgrade
+        .split(',')
+        .any(|token| token.trim().eq_ignore_ascii_case("websocket"))
 }
 
 /// Starts the session of an upgraded connection, on the current worker, and
@@ -358,6 +369,9 @@ impl Connection {
                     self.context.limits.ws_max_frame_bytes
                 ),
             )),
+            Err(ProtocolError::Io(error)) if error.kind() == std::io::ErrorKind::InvalidData => {
+                Err(closing(CloseReason::NotUtf8, error.to_string()))
+            }
             Err(error) => Err(closing(CloseReason::ProtocolError, error.to_string())),
         }
     }
