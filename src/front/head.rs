@@ -10,10 +10,13 @@ use actix_http::{Method, Uri};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-/// Request heads longer than this are left to actix, which answers them
-/// with its own limits and errors. Browsers' stream requests, cookies
-/// included, fit in a fraction of it.
-pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// An unfinished head is read up to this, within the one request deadline,
+/// then left to actix. It is actix-http's own bound on an unfinished head
+/// (its `MAX_BUFFER_SIZE`), past which actix answers 431 at once: so a head
+/// handed over is always decided without another wait, and no client gets
+/// a second deadline by sending a long head slowly. Browsers' stream
+/// requests, cookies included, fit in a fraction of it.
+pub const MAX_HEAD_BYTES: usize = 128 * 1024;
 /// The buffer a head is read into first; it grows for longer heads.
 const FIRST_READ_BYTES: usize = 1024;
 /// Headers parsed at most; a head with more goes to actix.
@@ -237,6 +240,21 @@ mod tests {
             .await
             .unwrap();
         let first = read_first_request(&mut server, Duration::from_millis(20)).await;
+        assert!(matches!(first, FirstRequest::TimedOut), "{first:?}");
+    }
+
+    #[tokio::test]
+    async fn a_long_head_sent_slowly_gets_one_deadline_for_all_of_it() {
+        // Longer than a browser's, shorter than the limit, never finished:
+        // read on until the deadline, not handed to actix (whose own timer
+        // would start afresh).
+        let (mut client, mut server) = tokio::io::duplex(64 * 1024);
+        let mut partial = b"GET /events/stream HTTP/1.1\r\nX: ".to_vec();
+        partial.resize(40 * 1024, b'a');
+        tokio::io::AsyncWriteExt::write_all(&mut client, &partial)
+            .await
+            .unwrap();
+        let first = read_first_request(&mut server, Duration::from_millis(50)).await;
         assert!(matches!(first, FirstRequest::TimedOut), "{first:?}");
     }
 
