@@ -126,9 +126,11 @@ pub struct Config {
     #[arg(long, env = "PUSHLOG_WS_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
     pub ws_max_frame_bytes: usize,
 
-    /// Origins allowed to open a WebSocket authenticated by the
-    /// `pushlog_token` cookie, comma-separated (`https://app.example.com`).
-    /// The server's own origin is always allowed; `*` allows any.
+    /// Browser origins served from elsewhere, comma-separated
+    /// (`https://app.example.com`): they may open a WebSocket authenticated
+    /// by the `pushlog_token` cookie, and get CORS answers on the front-end
+    /// routes. The server's own origin is always allowed; `*` allows any
+    /// (CORS then without credentials).
     #[arg(long, env = "PUSHLOG_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 

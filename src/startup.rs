@@ -96,10 +96,11 @@ fn app(
         InitError = (),
     >,
 > {
+    let origins = state.limits.allowed_origins.clone();
     App::new()
         .app_data(state)
         .app_data(web::Data::new(shard))
-        .configure(routes::configure)
+        .configure(|cfg| routes::configure(cfg, &origins))
         .default_service(web::to(routes::not_found))
 }
 

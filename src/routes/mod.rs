@@ -1,6 +1,7 @@
 //! HTTP handlers: each reads as a short script from request to response.
 //! Parsing happens at the edge, here; errors are `ApiError`s.
 
+mod cors;
 mod dashboard;
 mod health;
 mod missed;
@@ -48,7 +49,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/metrics"),
 ];
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// Every route; the ones a browser front end calls from another origin
+/// (publish, missed, stream) answer CORS for `allowed_origins`.
+pub fn configure(cfg: &mut web::ServiceConfig, allowed_origins: &[String]) {
+    let cors = || cors::for_origins(allowed_origins);
     cfg.app_data(web::QueryConfig::default().error_handler(|error, _| {
         ApiError::BadRequest {
             code: "invalid_query",
@@ -58,9 +62,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }))
     .route("/", web::get().to(dashboard::index))
     .route("/assets/{file}", web::get().to(dashboard::asset))
-    .route("/events", web::post().to(publish::publish))
-    .route("/events/missed", web::get().to(missed::missed))
-    .route("/events/stream", web::get().to(stream::stream))
+    .service(
+        web::resource("/events")
+            .wrap(cors())
+            .route(web::post().to(publish::publish)),
+    )
+    .service(
+        web::resource("/events/missed")
+            .wrap(cors())
+            .route(web::get().to(missed::missed)),
+    )
+    .service(
+        web::resource("/events/stream")
+            .wrap(cors())
+            .route(web::get().to(stream::stream)),
+    )
     .route("/ws", web::get().to(ws::ws))
     .route("/healthz", web::get().to(health::healthz))
     .route("/readyz", web::get().to(health::readyz))

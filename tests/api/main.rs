@@ -7,6 +7,7 @@ mod asyncapi;
 mod auth;
 mod cli;
 mod cluster;
+mod cors;
 mod durability;
 mod filtering;
 mod front;
