@@ -34,6 +34,19 @@ async fn preflight(
     (response.status().as_u16(), response.headers().clone())
 }
 
+/// A GET of `path` with the reader's token from `origin`: status and headers.
+async fn get_from(app: &TestApp, path: &str, origin: &str) -> (u16, awc::http::header::HeaderMap) {
+    let response = app
+        .client
+        .get(format!("{}{path}", app.base))
+        .bearer_auth(&app.reader)
+        .insert_header(("Origin", origin))
+        .send()
+        .await
+        .expect("request");
+    (response.status().as_u16(), response.headers().clone())
+}
+
 async fn with_allowed_origin() -> TestApp {
     spawn_app_with(|c| c.allowed_origins = vec![APP_ORIGIN.into()]).await
 }
@@ -86,34 +99,16 @@ async fn answers_to_an_allowed_origin_carry_cors_headers_on_every_transport() {
         Some(APP_ORIGIN)
     );
 
-    let missed = app
-        .client
-        .get(format!("{}/events/missed?since=0", app.base))
-        .bearer_auth(&app.reader)
-        .insert_header(("Origin", APP_ORIGIN))
-        .send()
-        .await
-        .expect("missed");
-    assert_eq!(missed.status().as_u16(), 200);
-    assert_eq!(
-        header(missed.headers(), "access-control-allow-origin"),
-        Some(APP_ORIGIN)
-    );
-
-    // A stream that opens a connection is served by the front.
-    let stream = app
-        .client
-        .get(format!("{}/events/stream?topics=t", app.base))
-        .bearer_auth(&app.reader)
-        .insert_header(("Origin", APP_ORIGIN))
-        .send()
-        .await
-        .expect("stream");
-    assert_eq!(stream.status().as_u16(), 200);
-    assert_eq!(
-        header(stream.headers(), "access-control-allow-origin"),
-        Some(APP_ORIGIN)
-    );
+    // The stream is served by the front when it opens a connection.
+    for path in ["/events/missed?since=0", "/events/stream?topics=t"] {
+        let (status, headers) = get_from(&app, path, APP_ORIGIN).await;
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(
+            header(&headers, "access-control-allow-origin"),
+            Some(APP_ORIGIN),
+            "{path}"
+        );
+    }
 }
 
 #[actix_web::test]
@@ -124,19 +119,9 @@ async fn another_origin_gets_no_cors_headers_and_is_still_served() {
 
     // Non-browser clients send what Origin they like: served as usual,
     // without CORS headers a browser would honour.
-    let missed = app
-        .client
-        .get(format!("{}/events/missed?since=0", app.base))
-        .bearer_auth(&app.reader)
-        .insert_header(("Origin", "https://evil.example"))
-        .send()
-        .await
-        .expect("missed");
-    assert_eq!(missed.status().as_u16(), 200);
-    assert_eq!(
-        header(missed.headers(), "access-control-allow-origin"),
-        None
-    );
+    let (status, headers) = get_from(&app, "/events/missed?since=0", "https://evil.example").await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "access-control-allow-origin"), None);
 }
 
 #[actix_web::test]
