@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::store::Retention;
 
@@ -45,6 +45,13 @@ pub struct TokenArgs {
     pub ttl: Duration,
 }
 
+/// The shape of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// Address to listen on.
@@ -77,6 +84,11 @@ pub struct Config {
     /// unset, `iss` is ignored.
     #[arg(long, env = "PUSHLOG_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
+
+    /// How log lines are written to stderr: `text` for people, `json` (one
+    /// object a line) for log collectors.
+    #[arg(long, env = "PUSHLOG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 
     /// Seconds between SSE `: ping` comments.
     #[arg(long, env = "PUSHLOG_HEARTBEAT_SECS", default_value_t = 15,

@@ -12,12 +12,14 @@
 //! - [`transport`]: session loops that carry a feed to a client (SSE).
 //! - [`replay`]: the live/replay handover every transport shares.
 //! - [`hub`]: fan-out of committed events to live subscribers.
-//! - [`store`]: the event log itself (SQLite), group commit, retention.
+//! - [`store`]: the event log itself (SQLite, or PostgreSQL shared by
+//!   several nodes), group commit, retention.
 //!
 //! Beside them: [`event`] and [`cursor`] (the parsed values), [`wire`] (an
 //! event encoded once per form), [`auth`] (JWT), [`error`] (the HTTP error
 //! body), [`config`], [`limits`], [`metrics`], [`shutdown`], [`retention`],
-//! and [`startup`], which wires it all together.
+//! [`request_id`] and [`telemetry`] (logs), and [`startup`], which wires it
+//! all together.
 
 pub mod auth;
 pub mod config;
@@ -29,6 +31,7 @@ pub mod hub;
 pub mod limits;
 pub mod metrics;
 pub mod replay;
+pub mod request_id;
 pub mod retention;
 pub mod routes;
 pub mod shutdown;

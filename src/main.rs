@@ -8,7 +8,7 @@ use pushlog::startup::{self, Application};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    pushlog::telemetry::init();
+    pushlog::telemetry::init(cli.config.log_format);
     let result = match cli.command {
         Some(Command::Token(args)) => mint(&cli.config, &args),
         None | Some(Command::Serve) => serve(cli.config),

@@ -20,6 +20,7 @@ use crate::front::{self, Rewind};
 use crate::hub::{Hub, Shard};
 use crate::limits::{ConnectionLimiter, Limits, PendingLimiter};
 use crate::metrics::Metrics;
+use crate::request_id;
 use crate::retention;
 use crate::routes::{self, AppState};
 use crate::shutdown::Shutdown;
@@ -102,6 +103,7 @@ fn app(
         .app_data(web::Data::new(shard))
         .configure(|cfg| routes::configure(cfg, &origins))
         .default_service(web::to(routes::not_found))
+        .wrap(actix_web::middleware::from_fn(request_id::within_span))
 }
 
 /// What serves each accepted connection, one per worker: the connection

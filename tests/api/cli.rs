@@ -187,3 +187,80 @@ async fn without_a_key_the_server_prints_development_tokens_that_work() {
         "the reader token reads but does not publish"
     );
 }
+
+/// The line where the server says it listens, as `format` writes it.
+async fn listening_line(format: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut command = pushlog();
+    command
+        .env_remove("NO_COLOR")
+        .env("PUSHLOG_JWT_SECRET", SECRET)
+        .env("PUSHLOG_LOG_FORMAT", format)
+        .env("PUSHLOG_ADDR", format!("127.0.0.1:{port}"))
+        .env(
+            "PUSHLOG_DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("logs.db").display()),
+        )
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut server = Running(command.spawn().expect("the pushlog binary starts"));
+    let mut output = lines_of(&mut server.0);
+    let mut seen = Vec::new();
+    loop {
+        let line = tokio::time::timeout(PATIENCE, output.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no listening line yet; so far: {seen:#?}"))
+            .unwrap_or_else(|| panic!("pushlog exited; it wrote: {seen:#?}"));
+        if line.contains("pushlog listening") {
+            return line;
+        }
+        seen.push(line);
+    }
+}
+
+#[actix_web::test]
+async fn json_logs_are_one_object_a_line() {
+    let line = listening_line("json").await;
+    let parsed: Value = serde_json::from_str(&line).expect("a JSON object");
+    assert_eq!(parsed["level"], "INFO", "{line}");
+    assert_eq!(parsed["fields"]["message"], "pushlog listening", "{line}");
+}
+
+#[actix_web::test]
+async fn text_logs_into_a_pipe_carry_no_colour_codes() {
+    let line = listening_line("text").await;
+    assert!(!line.contains('\u{1b}'), "{line:?}");
+}
+
+#[actix_web::test]
+async fn every_answer_carries_the_request_id_it_was_given_or_a_new_one() {
+    let app = spawn_app().await;
+    let id_of = |response: &awc::ClientResponse<_>| {
+        response
+            .headers()
+            .get("x-request-id")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+    };
+    let given = app
+        .client
+        .get(format!("{}/healthz", app.base))
+        .insert_header(("X-Request-Id", "lb-7f3a.42"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(id_of(&given).as_deref(), Some("lb-7f3a.42"));
+
+    let too_long = "x".repeat(200);
+    for sent in [None, Some("two words"), Some(too_long.as_str())] {
+        let mut request = app.client.get(format!("{}/readyz", app.base));
+        if let Some(id) = sent {
+            request = request.insert_header(("X-Request-Id", id));
+        }
+        let response = request.send().await.expect("request");
+        let id = id_of(&response).expect("an id is generated");
+        assert!(uuid::Uuid::parse_str(&id).is_ok(), "{sent:?} → {id}");
+    }
+}
