@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::client_address::TrustedProxy;
 use crate::store::Retention;
 
 #[derive(Debug, Parser)]
@@ -121,6 +122,11 @@ pub struct Config {
     /// the slots of those that have one.
     #[arg(long, env = "PUSHLOG_MAX_PENDING_CONNECTIONS", default_value_t = 256)]
     pub max_pending_connections: usize,
+
+    /// Reverse proxies (addresses or networks, comma-separated) whose
+    /// `X-Forwarded-For` names the client for the per-address limits.
+    #[arg(long, env = "PUSHLOG_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<TrustedProxy>,
 
     /// Of those, how many one client address may hold.
     #[arg(long, env = "PUSHLOG_MAX_PENDING_PER_ADDRESS", default_value_t = 8)]

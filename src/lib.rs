@@ -16,12 +16,14 @@
 //!   several nodes), group commit, retention.
 //!
 //! Beside them: [`event`] and [`cursor`] (the parsed values), [`wire`] (an
-//! event encoded once per form), [`auth`] (JWT), [`error`] (the HTTP error
+//! event encoded once per form), [`auth`] (JWT), [`client_address`] (who a
+//! request comes from, behind trusted proxies), [`error`] (the HTTP error
 //! body), [`config`], [`limits`], [`metrics`], [`shutdown`], [`retention`],
 //! [`request_id`] and [`telemetry`] (logs), and [`startup`], which wires it
 //! all together.
 
 pub mod auth;
+pub mod client_address;
 pub mod config;
 pub mod cursor;
 pub mod error;

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::client_address::TrustedProxy;
 use crate::config::Config;
 use crate::event::PayloadRules;
 
@@ -30,6 +31,7 @@ pub struct Limits {
     pub ws_max_frame_bytes: usize,
     pub subscriber_queue: usize,
     pub allowed_origins: Vec<String>,
+    pub trusted_proxies: Vec<TrustedProxy>,
 }
 
 impl Limits {
@@ -48,6 +50,7 @@ impl Limits {
             ws_max_frame_bytes: config.ws_max_frame_bytes,
             subscriber_queue: config.subscriber_queue,
             allowed_origins: config.allowed_origins.clone(),
+            trusted_proxies: config.trusted_proxies.clone(),
         }
     }
 }

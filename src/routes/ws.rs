@@ -10,6 +10,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::{AppState, admit_connection, refuse_when_draining};
 use crate::auth::{TokenSource, extract_token};
+use crate::client_address::client_address;
 use crate::error::ApiError;
 use crate::hub::Shard;
 use crate::limits::Admission;
@@ -37,7 +38,7 @@ pub async fn ws(
             refuse_when_draining(&state)?;
             let permit = state
                 .pending
-                .try_acquire(req.peer_addr().map(|peer| peer.ip()))
+                .try_acquire(client_address(&req, &state.limits.trusted_proxies))
                 .ok_or_else(|| ApiError::Unavailable {
                     code: "too_many_pending",
                     message: "too many connections are waiting to authenticate; send the token with the upgrade request, or retry".into(),

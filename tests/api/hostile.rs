@@ -296,16 +296,19 @@ async fn a_subscribe_naming_more_patterns_than_a_connection_may_hold_is_refused_
 /// The status a WebSocket upgrade without a token is answered with; the
 /// connection is kept open (in the returned socket) while it lasts.
 async fn tokenless_upgrade(app: &TestApp) -> (u16, TcpStream) {
+    tokenless_upgrade_with(app, "").await
+}
+
+/// The same, with `extra` header lines (each ending in CRLF).
+async fn tokenless_upgrade_with(app: &TestApp, extra: &str) -> (u16, TcpStream) {
     let address = app.base.trim_start_matches("http://");
     let mut socket = TcpStream::connect(address).await.expect("connect");
-    socket
-        .write_all(
-            b"GET /ws HTTP/1.1\r\nHost: pushlog\r\nUpgrade: websocket\r\n\
-              Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
-              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-        )
-        .await
-        .expect("send");
+    let head = format!(
+        "GET /ws HTTP/1.1\r\nHost: pushlog\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
+    );
+    socket.write_all(head.as_bytes()).await.expect("send");
     let mut received = Vec::new();
     let head = read_head(&mut socket, &mut received).await;
     let status = head
@@ -502,4 +505,33 @@ async fn a_cookie_upgrade_with_an_origin_that_is_not_text_is_refused_as_foreign(
     ]
     .concat();
     assert_eq!(upgrade_with(&app, &headers).await.status, 403);
+}
+
+/// Behind a reverse proxy every peer address is the proxy's: the pending
+/// cap per address counts the clients the proxy names, and only when the
+/// proxy is trusted (a client could name anyone).
+#[actix_web::test]
+async fn the_pending_cap_counts_the_client_a_trusted_proxy_names() {
+    let trusting = crate::helpers::spawn_app_with(|c| {
+        c.max_pending_per_address = 1;
+        c.trusted_proxies = vec!["127.0.0.0/8".parse().expect("a network")];
+    })
+    .await;
+    let mut waiting = Vec::new();
+    for client in ["198.51.100.1", "198.51.100.2", "198.51.100.3"] {
+        let forwarded = format!("X-Forwarded-For: {client}\r\n");
+        let (status, socket) = tokenless_upgrade_with(&trusting, &forwarded).await;
+        assert_eq!(status, 101, "{client} has its own share");
+        waiting.push(socket);
+    }
+    let again = "X-Forwarded-For: 198.51.100.1\r\n";
+    assert_eq!(tokenless_upgrade_with(&trusting, again).await.0, 503);
+
+    let untrusting = crate::helpers::spawn_app_with(|c| c.max_pending_per_address = 1).await;
+    let (first, _held) =
+        tokenless_upgrade_with(&untrusting, "X-Forwarded-For: 198.51.100.1\r\n").await;
+    assert_eq!(first, 101);
+    let (second, _) =
+        tokenless_upgrade_with(&untrusting, "X-Forwarded-For: 198.51.100.2\r\n").await;
+    assert_eq!(second, 503, "an untrusted X-Forwarded-For names nobody");
 }
