@@ -48,10 +48,12 @@ pub(super) async fn open(
     let last_timestamp = last_timestamp(&mut conn).await?;
     let pool = SqlitePoolOptions::new()
         .max_connections(READ_CONNECTIONS)
-        .connect_with(options.read_only(true))
+        .connect_with(options.clone().read_only(true))
         .await?;
     let writer = SqliteWriter {
         conn,
+        options,
+        broken: false,
         head: position.bounds().head.get(),
         last_timestamp,
     };
@@ -62,17 +64,35 @@ pub(super) async fn open(
 /// and the newest timestamp are kept here rather than read under the lock.
 pub(super) struct SqliteWriter {
     conn: SqliteConnection,
+    options: SqliteConnectOptions,
+    /// A transaction on `conn` failed. SQLite may have rolled it back by
+    /// itself (a full disk at `COMMIT` does), leaving sqlx believing it is
+    /// still open, so that every later `BEGIN` fails: the connection is
+    /// replaced before the next use instead.
+    broken: bool,
     head: i64,
     last_timestamp: i64,
 }
 
-impl LogBackend for SqliteWriter {
-    const ANNOUNCES_COMMITS: bool = true;
+impl SqliteWriter {
+    async fn usable(&mut self) -> Result<&mut SqliteConnection, StoreError> {
+        if self.broken {
+            self.conn = SqliteConnection::connect_with(&self.options).await?;
+            self.broken = false;
+            tracing::info!("the log's write connection was replaced after a failure");
+        }
+        Ok(&mut self.conn)
+    }
 
-    async fn append(
+    /// `result`, noting whether the connection may be left unusable.
+    fn checked<T>(&mut self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        self.broken = result.is_err();
+        result
+    }
+
+    async fn try_append(
         &mut self,
         keys: Vec<String>,
-        _relay: bool,
         decide: &mut Decide<'_>,
     ) -> Result<Vec<Event>, StoreError> {
         let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
@@ -97,7 +117,7 @@ impl LogBackend for SqliteWriter {
         Ok(events)
     }
 
-    async fn prune(
+    async fn try_prune(
         &mut self,
         scope: PruneScope,
         position: &LogPosition,
@@ -113,6 +133,31 @@ impl LogBackend for SqliteWriter {
         tx.commit().await?;
         tracing::debug!(through = plan.through, deleted, "retention pruned events");
         Ok(deleted)
+    }
+}
+
+impl LogBackend for SqliteWriter {
+    const ANNOUNCES_COMMITS: bool = true;
+
+    async fn append(
+        &mut self,
+        keys: Vec<String>,
+        _relay: bool,
+        decide: &mut Decide<'_>,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.usable().await?;
+        let appended = self.try_append(keys, decide).await;
+        self.checked(appended)
+    }
+
+    async fn prune(
+        &mut self,
+        scope: PruneScope,
+        position: &LogPosition,
+    ) -> Result<u64, StoreError> {
+        self.usable().await?;
+        let pruned = self.try_prune(scope, position).await;
+        self.checked(pruned)
     }
 }
 

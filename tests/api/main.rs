@@ -9,6 +9,7 @@ mod cli;
 mod cluster;
 mod cors;
 mod durability;
+mod faults;
 mod filtering;
 mod front;
 mod front_differential;
