@@ -29,7 +29,6 @@ pub struct Limits {
     pub ws_ping: Duration,
     pub sse_retry_ms: u64,
     pub ws_max_frame_bytes: usize,
-    pub subscriber_queue: usize,
     pub allowed_origins: Vec<String>,
     pub trusted_proxies: Vec<TrustedProxy>,
 }
@@ -48,7 +47,6 @@ impl Limits {
             ws_ping: Duration::from_secs(config.ws_ping_secs),
             sse_retry_ms: config.sse_retry_ms,
             ws_max_frame_bytes: config.ws_max_frame_bytes,
-            subscriber_queue: config.subscriber_queue,
             allowed_origins: config.allowed_origins.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
         }

@@ -49,8 +49,8 @@ pub async fn ws(
             }
         }
     };
-    let upgrade = match handshake(&req) {
-        Ok(upgrade) => upgrade,
+    match verify_handshake(&req) {
+        Ok(()) => {}
         Err(HandshakeError::UnsupportedVersion) => {
             // RFC 6455 §4.4: say which version this server speaks.
             let mut refused = not_a_websocket(HandshakeError::UnsupportedVersion).error_response();
@@ -60,7 +60,7 @@ pub async fn ws(
             return Ok(refused);
         }
         Err(error) => return Err(not_a_websocket(error)),
-    };
+    }
     let context = Context {
         log: state.log.clone(),
         shard: Shard::clone(&shard),
@@ -70,12 +70,16 @@ pub async fn ws(
         shutdown: state.shutdown.clone(),
         admission,
     };
-    Ok(ws::open(context, principal, upgrade, body.into_inner()))
+    ws::open(context, principal, &req, body).map_err(|error| ApiError::BadRequest {
+        code: "not_a_websocket",
+        message: error.to_string(),
+    })
 }
 
-/// actix's handshake, after checking that `Upgrade` names `websocket` as a
-/// token (actix looks for the substring: `Upgrade: notwebsocket` would do).
-fn handshake(req: &HttpRequest) -> Result<HttpResponse, HandshakeError> {
+/// actix's handshake checks, after checking that `Upgrade` names `websocket`
+/// as a token (actix looks for the substring: `Upgrade: notwebsocket` would
+/// do).
+fn verify_handshake(req: &HttpRequest) -> Result<(), HandshakeError> {
     let named = req
         .headers()
         .get(UPGRADE)
@@ -84,8 +88,7 @@ fn handshake(req: &HttpRequest) -> Result<HttpResponse, HandshakeError> {
     if !named {
         return Err(HandshakeError::NoWebsocketUpgrade);
     }
-    actix_http::ws::handshake(req.head())
-        .map(|mut response| HttpResponse::from(response.finish().map_into_boxed_body()))
+    actix_http::ws::verify_handshake(req.head())
 }
 
 fn not_a_websocket(error: HandshakeError) -> ApiError {

@@ -1,44 +1,13 @@
 //! Durability against `kill -9`: the real binary as a child process, killed
 //! while publishes are in flight, restarted on the same file.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{SECRET, client, free_port, ids_of, read_reply};
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-async fn start(db: &std::path::Path) -> Server {
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pushlog"))
-        .env("PUSHLOG_ADDR", format!("127.0.0.1:{port}"))
-        .env("PUSHLOG_DATABASE_URL", format!("sqlite://{}", db.display()))
-        .env("PUSHLOG_JWT_SECRET", SECRET)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("the pushlog binary starts");
-    let base = format!("http://127.0.0.1:{port}");
-    // Poll readiness: the process announces nothing else we could await.
-    let client = client();
-    for _ in 0..200 {
-        if let Ok(response) = client.get(format!("{base}/readyz")).send().await
-            && response.status().is_success()
-        {
-            return Server { child, base };
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("pushlog did not become ready on port {port}");
-}
+use crate::binary::Server;
+use crate::helpers::{SECRET, client, ids_of, read_reply};
 
 #[actix_web::test]
 async fn every_acknowledged_event_survives_kill_9() {
@@ -46,7 +15,7 @@ async fn every_acknowledged_event_survives_kill_9() {
     let db = dir.path().join("durable.db");
     let auth = pushlog::auth::Authenticator::from_secret(SECRET.as_bytes()).unwrap();
     let token = Arc::new(auth.mint("pub", &["publisher".into()], None, 600).unwrap());
-    let mut server = start(&db).await;
+    let mut server = Server::start(&db, &[]).await;
 
     // 16 publishers fire until the kill; every 201 is recorded.
     let acknowledged = Arc::new(std::sync::Mutex::new(Vec::<(i64, String)>::new()));
@@ -77,13 +46,12 @@ async fn every_acknowledged_event_survives_kill_9() {
     while acknowledged.lock().unwrap().len() < 500 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    server.child.kill().unwrap(); // SIGKILL
-    server.child.wait().unwrap();
+    server.kill();
     for publisher in publishers {
         let _ = publisher.await;
     }
 
-    let mut restarted = start(&db).await;
+    let mut restarted = Server::start(&db, &[]).await;
     let token = auth.mint("reader", &[], None, 600).unwrap();
     let mut stored = Vec::new();
     let mut since = 0;
@@ -120,8 +88,7 @@ async fn every_acknowledged_event_survives_kill_9() {
             .unwrap(),
     )
     .await;
-    restarted.child.kill().unwrap();
-    restarted.child.wait().unwrap();
+    restarted.kill();
 
     let acknowledged = acknowledged.lock().unwrap().clone();
     assert!(acknowledged.len() >= 500);

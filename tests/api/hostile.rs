@@ -4,7 +4,8 @@
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{PATIENCE, TestApp, event, spawn_app};
+use crate::binary::Server;
+use crate::helpers::{PATIENCE, SECRET, TestApp, event, spawn_app};
 
 /// RFC 6455's close code for a message too big to process.
 const MESSAGE_TOO_BIG: u16 = 1009;
@@ -25,9 +26,10 @@ struct RawWebSocket {
 }
 
 impl RawWebSocket {
-    /// Upgrades `/ws` with `token` (empty: none) along `path`.
-    async fn open(app: &TestApp, token: &str, path: Path) -> RawWebSocket {
-        let address = app.base.trim_start_matches("http://");
+    /// Upgrades `/ws` of the server at `base` with `token` (empty: none)
+    /// along `path`.
+    async fn open(base: &str, token: &str, path: Path) -> RawWebSocket {
+        let address = base.trim_start_matches("http://");
         let mut socket = TcpStream::connect(address).await.expect("connect");
         let mut received = Vec::new();
         if let Path::Dispatcher = path {
@@ -209,7 +211,7 @@ async fn a_frame_declaring_more_than_the_limit_is_refused_from_its_header(
     let mut bystander = bystander(&app).await;
     let limit = app.config().ws_max_frame_bytes;
 
-    let attacker = RawWebSocket::open(&app, &token_of(&app), path).await;
+    let attacker = RawWebSocket::open(&app.base, &token_of(&app), path).await;
     // 2^63 - 1 bytes declared, and 64 MiB sent: the server must close on
     // the header, long before the auth deadline or the ping timeout.
     let answer = attacker.send_frame(u64::MAX >> 1, 64 << 20).await;
@@ -262,7 +264,7 @@ async fn an_oversized_frame_header_with_a_token_closes_with_1009_through_actix()
 async fn a_frame_of_exactly_the_limit_is_read_whole() {
     let app = spawn_app().await;
     let limit = app.config().ws_max_frame_bytes;
-    let client = RawWebSocket::open(&app, &app.reader, Path::Front).await;
+    let client = RawWebSocket::open(&app.base, &app.reader, Path::Front).await;
     // NULs are UTF-8 but no JSON message: read whole, then answered as
     // one the server does not understand, not as one too big.
     let answer = client.send_frame(limit as u64, limit).await;
@@ -433,7 +435,7 @@ async fn payloads_that_other_readers_could_not_parse_are_refused_with_422() {
 async fn a_text_message_that_is_not_utf8_closes_with_1007() {
     let app = spawn_app().await;
     for path in [Path::Front, Path::Dispatcher] {
-        let client = RawWebSocket::open(&app, &app.reader, path).await;
+        let client = RawWebSocket::open(&app.base, &app.reader, path).await;
         // A masked text frame (mask of zeros) holding the byte 0xff.
         let frame = [0x81, 0x81, 0, 0, 0, 0, 0xff];
         assert_eq!(
@@ -534,4 +536,101 @@ async fn the_pending_cap_counts_the_client_a_trusted_proxy_names() {
     let (second, _) =
         tokenless_upgrade_with(&untrusting, "X-Forwarded-For: 198.51.100.2\r\n").await;
     assert_eq!(second, 503, "an untrusted X-Forwarded-For names nobody");
+}
+
+/// A client frame with the first byte `fin_and_opcode`, masked with a mask
+/// of zeros (so the payload is sent as it is), in the shortest length form.
+fn client_frame(fin_and_opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![fin_and_opcode];
+    match payload.len() {
+        short @ 0..126 => frame.push(0x80 | short as u8),
+        medium @ 126..65_536 => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(medium as u16).to_be_bytes());
+        }
+        long => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(long as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&[0; 4]);
+    frame.extend_from_slice(payload);
+    frame
+}
+
+const TEXT_NOT_FINAL: u8 = 0x01;
+const CONTINUATION_NOT_FINAL: u8 = 0x00;
+const CONTINUATION_FINAL: u8 = 0x80;
+const PING: u8 = 0x89;
+
+/// RFC 6455 §5.4: a message may come in fragments, with control frames
+/// between them; the server reads it whole.
+#[actix_web::test]
+async fn a_message_sent_in_fragments_is_read_whole_on_both_paths() {
+    let app = spawn_app().await;
+    let message = br#"{"type":"subscribe","topics":["fragmented"],"request_id":"f"}"#;
+    let (first, rest) = message.split_at(10);
+    let (middle, last) = rest.split_at(20);
+    for path in [Path::Front, Path::Dispatcher] {
+        let client = RawWebSocket::open(&app.base, &app.reader, path).await;
+        let mut frames = client_frame(TEXT_NOT_FINAL, first);
+        frames.extend(client_frame(PING, b"between"));
+        frames.extend(client_frame(CONTINUATION_NOT_FINAL, middle));
+        frames.extend(client_frame(CONTINUATION_FINAL, last));
+        match client.send_bytes(&frames).await {
+            Answer::Text(text) => {
+                assert!(text.contains(r#""type":"subscribed""#), "{path:?}: {text}")
+            }
+            closed => panic!("{path:?}: a fragmented message was refused: {closed:?}"),
+        }
+    }
+}
+
+#[actix_web::test]
+async fn fragments_adding_up_to_more_than_the_limit_close_with_1009() {
+    let app = spawn_app().await;
+    let mut bystander = bystander(&app).await;
+    let limit = app.config().ws_max_frame_bytes;
+    let half = vec![b' '; limit / 2 + 1];
+    for path in [Path::Front, Path::Dispatcher] {
+        let client = RawWebSocket::open(&app.base, &app.reader, path).await;
+        // Each fragment is within the limit; together they are not.
+        let mut frames = client_frame(TEXT_NOT_FINAL, &half);
+        frames.extend(client_frame(CONTINUATION_FINAL, &half));
+        assert_eq!(
+            client.send_bytes(&frames).await,
+            Answer::Closed(Some(MESSAGE_TOO_BIG)),
+            "{path:?}"
+        );
+    }
+
+    let published = app.publish(&event("bystanders")).await;
+    let id = published.body["events"][0]["id"].as_i64().expect("an id");
+    assert_eq!(bystander.next_event_id().await, id);
+}
+
+/// The critical hole, measured where it showed: the real binary's peak
+/// resident memory while clients with and without a token, on both paths,
+/// each declare a 2^63-byte frame and send 64 MiB of it.
+#[actix_web::test]
+async fn oversized_frames_cost_the_real_server_no_memory() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start(&dir.path().join("memory.db"), &[]).await;
+    let auth = pushlog::auth::Authenticator::from_secret(SECRET.as_bytes()).expect("a key");
+    let reader = auth.mint("reader", &[], None, 600).expect("a token");
+    let before = server.memory_kib("VmRSS");
+
+    for token in ["", reader.as_str()] {
+        for path in [Path::Front, Path::Dispatcher] {
+            let attacker = RawWebSocket::open(&server.base, token, path).await;
+            let answer = attacker.send_frame(u64::MAX >> 1, 64 << 20).await;
+            assert_eq!(answer, Answer::Closed(Some(MESSAGE_TOO_BIG)), "{path:?}");
+        }
+    }
+
+    let peak = server.memory_kib("VmHWM");
+    assert!(
+        peak < before + 16 * 1024,
+        "resident memory peaked at {peak} KiB, from {before} KiB before the attack"
+    );
 }

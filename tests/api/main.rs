@@ -5,6 +5,7 @@ mod helpers;
 
 mod asyncapi;
 mod auth;
+mod binary;
 mod cli;
 mod cluster;
 mod cors;
