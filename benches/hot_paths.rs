@@ -146,7 +146,9 @@ fn store_append(c: &mut Criterion) {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    let opened = runtime.block_on(EventLog::open(&url)).unwrap();
+    let opened = runtime
+        .block_on(EventLog::open(&url, Default::default()))
+        .unwrap();
     let log = opened.log;
     // Nobody listens to the committed stream here: drain it so the writer
     // never waits for room.

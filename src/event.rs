@@ -643,3 +643,815 @@ mod tests {
         }
     }
 }
+
+/// Properties of the parsers at the edge, each checked against an oracle
+/// written from the contract (PROTOCOL.md) rather than from the code above.
+#[cfg(test)]
+mod properties {
+    use proptest::collection::{btree_map, vec};
+    use proptest::prelude::*;
+    use proptest::sample::{Index, select};
+    use serde::Serialize;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    // ----- Oracles, from the contract -----
+
+    /// `[A-Za-z0-9_.:/-]`, spelled out again.
+    fn in_alphabet(c: char) -> bool {
+        matches!(c, 'A'..='Z' | 'a'..='z' | '0'..='9' | '_' | '.' | ':' | '/' | '-')
+    }
+
+    /// A topic: 1–200 characters of the alphabet.
+    fn is_topic(raw: &str) -> bool {
+        (1..=200).contains(&raw.chars().count()) && raw.chars().all(in_alphabet)
+    }
+
+    /// A pattern: `*`, a topic, or a non-empty prefix and `*`, at most 200
+    /// characters in all (the code's documented bound).
+    fn is_pattern(raw: &str) -> bool {
+        raw == "*"
+            || is_topic(raw)
+            || raw
+                .strip_suffix('*')
+                .is_some_and(|prefix| is_topic(prefix) && prefix.len() < 200)
+    }
+
+    /// Unicode's control characters (general category Cc).
+    fn is_control(c: char) -> bool {
+        matches!(c, '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}')
+    }
+
+    /// Free text: 1 to `max` characters (not bytes), none of them controls.
+    fn is_text(raw: &str, max: usize) -> bool {
+        (1..=max).contains(&raw.chars().count()) && !raw.chars().any(is_control)
+    }
+
+    /// Levels of nested arrays and objects: `1` is 0, `[1]` is 1.
+    fn nesting(value: &Value) -> usize {
+        let deepest = |children: &mut dyn Iterator<Item = &Value>| {
+            1 + children.map(nesting).max().unwrap_or(0)
+        };
+        match value {
+            Value::Array(items) => deepest(&mut items.iter()),
+            Value::Object(fields) => deepest(&mut fields.values()),
+            _ => 0,
+        }
+    }
+
+    fn topic(raw: &str) -> Topic {
+        Topic::parse(raw).expect("valid topic")
+    }
+
+    fn pattern(raw: &str) -> TopicPattern {
+        TopicPattern::parse(raw).expect("valid pattern")
+    }
+
+    // ----- Generators -----
+
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:/-";
+
+    fn word_of(
+        alphabet: &'static [u8],
+        len: std::ops::RangeInclusive<usize>,
+    ) -> impl Strategy<Value = String> + Clone {
+        vec(select(alphabet), len).prop_map(|bytes| bytes.into_iter().map(char::from).collect())
+    }
+
+    /// Characters of the topic alphabet, `len` of them.
+    fn word(len: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = String> + Clone {
+        word_of(ALPHABET, len)
+    }
+
+    /// Any topic the grammar allows, the shortest and longest included.
+    fn topic_text() -> impl Strategy<Value = String> + Clone {
+        prop_oneof![6 => word(1..=200), 1 => word(1..=1), 1 => word(200..=200)]
+    }
+
+    /// Any pattern the grammar allows.
+    fn pattern_text() -> impl Strategy<Value = String> + Clone {
+        prop_oneof![
+            1 => Just("*".to_owned()),
+            3 => topic_text(),
+            3 => prop_oneof![word(1..=199), word(199..=199)]
+                .prop_map(|prefix| format!("{prefix}*")),
+        ]
+    }
+
+    /// Strings that are topics or patterns, or nearly: a valid one with a
+    /// few characters slipped in or appended, or any string at all.
+    fn near_patterns() -> impl Strategy<Value = String> {
+        let slip = (
+            any::<Index>(),
+            prop_oneof![any::<char>(), select(&b"*, :"[..]).prop_map(char::from)],
+        );
+        prop_oneof![
+            any::<String>(),
+            (pattern_text(), vec(slip, 1..3)).prop_map(|(mut raw, slips)| {
+                for (at, c) in slips {
+                    let at = raw
+                        .char_indices()
+                        .map(|(i, _)| i)
+                        .chain([raw.len()])
+                        .nth(at.index(raw.chars().count() + 1))
+                        .unwrap();
+                    raw.insert(at, c);
+                }
+                raw
+            }),
+            (pattern_text(), word(0..=3)).prop_map(|(raw, rest)| raw + &rest),
+            pattern_text().prop_map(|raw| format!("*{raw}")),
+        ]
+    }
+
+    fn truncated(mut raw: String, len: usize) -> String {
+        raw.truncate(len);
+        raw
+    }
+
+    /// `a` and a topic that is `a` or close to it: extended, cut short, one
+    /// character changed, or unrelated.
+    fn topic_and_neighbour() -> impl Strategy<Value = (String, String)> {
+        topic_text().prop_flat_map(|a| {
+            let len = a.len();
+            let extended = word(1..=8).prop_map({
+                let a = a.clone();
+                move |rest| truncated(format!("{a}{rest}"), 200)
+            });
+            let cut = (1..=len).prop_map({
+                let a = a.clone();
+                move |keep| a[..keep].to_owned()
+            });
+            let changed = (any::<Index>(), select(ALPHABET)).prop_map({
+                let a = a.clone();
+                move |(at, c)| {
+                    let mut bytes = a.clone().into_bytes();
+                    bytes[at.index(len)] = c;
+                    String::from_utf8(bytes).unwrap()
+                }
+            });
+            let neighbour = prop_oneof![Just(a.clone()), extended, cut, changed, topic_text()];
+            (Just(a), neighbour)
+        })
+    }
+
+    /// Patterns over a three-letter alphabet, so that pairs often share topics.
+    fn small_pattern() -> impl Strategy<Value = TopicPattern> {
+        prop_oneof![
+            1 => Just("*".to_owned()),
+            3 => word_of(b"ab:", 1..=4),
+            3 => word_of(b"ab:", 1..=4).prop_map(|prefix| format!("{prefix}*")),
+        ]
+        .prop_map(|raw| pattern(&raw))
+    }
+
+    /// Stands for `\uD83D`, the high half of U+1F600, once a value is text.
+    const HIGH: char = '\u{E000}';
+    /// Stands for `\ude00`, its low half: `HIGH` then `LOW` is a whole pair.
+    const LOW: char = '\u{E001}';
+
+    /// Replaces the stand-ins with the escapes, which a `Value` cannot hold.
+    fn with_surrogate_escapes(json: &str) -> String {
+        json.replace(HIGH, r"\uD83D").replace(LOW, r"\ude00")
+    }
+
+    fn json_string() -> impl Strategy<Value = String> + Clone {
+        let piece = prop_oneof![
+            4 => word_of(b"ab[]{}\"\\ \n\t:,/", 0..=6),
+            2 => any::<String>(),
+            1 => Just(HIGH.to_string()),
+            1 => Just(LOW.to_string()),
+        ];
+        vec(piece, 0..4).prop_map(|pieces| pieces.concat())
+    }
+
+    /// Any JSON value, nested up to 6 levels, with strings full of brackets,
+    /// quotes, backslashes and surrogate stand-ins.
+    fn json_value() -> BoxedStrategy<Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_filter_map("finite", |f| serde_json::Number::from_f64(f)
+                .map(Value::Number)),
+            json_string().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(6, 48, 4, |inner| {
+            prop_oneof![
+                vec(inner.clone(), 0..4).prop_map(Value::Array),
+                btree_map(json_string(), inner, 0..4)
+                    .prop_map(|fields| Value::Object(fields.into_iter().collect())),
+            ]
+        })
+        .boxed()
+    }
+
+    /// `levels` arrays (`true`) and objects (`false`) around `leaf`.
+    fn tower(levels: &[bool], leaf: Value) -> Value {
+        levels.iter().fold(leaf, |inner, &array| {
+            if array {
+                json!([inner])
+            } else {
+                json!({ "k": inner })
+            }
+        })
+    }
+
+    fn text_char() -> impl Strategy<Value = char> + Clone {
+        any::<char>().prop_filter("a control character", |c| !is_control(*c))
+    }
+
+    fn control_char() -> impl Strategy<Value = char> {
+        prop_oneof![0u32..0x20, 0x7fu32..0xa0].prop_map(|c| char::from_u32(c).unwrap())
+    }
+
+    /// Free text of 1 to `max` characters, often exactly `max`.
+    fn text(max: usize) -> impl Strategy<Value = String> + Clone {
+        prop_oneof![3 => vec(text_char(), 1..=max), 1 => vec(text_char(), max..=max)]
+            .prop_map(|chars| chars.into_iter().collect())
+    }
+
+    /// Text a field bounded by `max` must refuse: empty, too long, or with
+    /// a control character.
+    fn bad_text(max: usize) -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            vec(text_char(), max + 1..=max + 50).prop_map(|chars| chars.into_iter().collect()),
+            (text(max - 1), any::<Index>(), control_char()).prop_map(|(raw, at, c)| {
+                let mut chars: Vec<char> = raw.chars().collect();
+                chars.insert(at.index(chars.len() + 1), c);
+                chars.into_iter().collect()
+            }),
+        ]
+    }
+
+    fn bad_topic() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            word(201..=260),
+            (
+                topic_text(),
+                any::<Index>(),
+                any::<char>().prop_filter("in the alphabet", |c| !in_alphabet(*c))
+            )
+                .prop_map(|(raw, at, c)| {
+                    let mut raw = raw;
+                    raw.insert(at.index(raw.len() + 1), c);
+                    raw
+                }),
+        ]
+    }
+
+    /// A publish body element, as a publisher would build it.
+    #[derive(Debug, Clone, Serialize)]
+    struct Draft {
+        topic: String,
+        #[serde(rename = "type")]
+        kind: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        entity: Option<Entity>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        payload: Option<Value>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        audience: Option<Audience>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
+    }
+
+    fn entity() -> impl Strategy<Value = Entity> {
+        let op = select(vec![
+            EntityOp::Created,
+            EntityOp::Updated,
+            EntityOp::Deleted,
+        ]);
+        (text(200), text(200), op).prop_map(|(kind, id, op)| Entity { kind, id, op })
+    }
+
+    fn audience() -> impl Strategy<Value = Audience> {
+        (vec(text(200), 0..4), vec(text(200), 0..4))
+            .prop_filter("addresses nobody", |(users, roles)| {
+                !users.is_empty() || !roles.is_empty()
+            })
+            .prop_map(|(users, roles)| Audience { users, roles })
+    }
+
+    /// Drafts within every rule (payloads nest at most 6 levels).
+    fn draft() -> impl Strategy<Value = Draft> {
+        (
+            topic_text(),
+            text(100),
+            proptest::option::of(entity()),
+            proptest::option::of(json_value()),
+            proptest::option::of(audience()),
+            proptest::option::of(text(200)),
+        )
+            .prop_map(|(topic, kind, entity, payload, audience, key)| Draft {
+                topic,
+                kind,
+                entity,
+                payload,
+                audience,
+                key,
+            })
+    }
+
+    /// JSON text of `value`: compact, or pretty-printed with `indent`, which
+    /// is any JSON whitespace (spaces, tabs, line breaks).
+    fn laid_out(value: &impl Serialize, indent: Option<&str>) -> String {
+        let Some(indent) = indent else {
+            return serde_json::to_string(value).unwrap();
+        };
+        let mut text = Vec::new();
+        let formatter = serde_json::ser::PrettyFormatter::with_indent(indent.as_bytes());
+        value
+            .serialize(&mut serde_json::Serializer::with_formatter(
+                &mut text, formatter,
+            ))
+            .unwrap();
+        String::from_utf8(text).unwrap()
+    }
+
+    /// No layout (compact), or pretty-printing with one of several indents.
+    fn layout() -> impl Strategy<Value = Option<&'static str>> {
+        proptest::option::of(select(&["", "  ", "\t", " \t", "\r\n "][..]))
+    }
+
+    /// The server's defaults.
+    const DEFAULTS: PayloadRules = PayloadRules {
+        max_bytes: 64 * 1024,
+        max_depth: 64,
+    };
+
+    fn validate(body: &str, rules: PayloadRules) -> Result<NewEvent, InvalidEvent> {
+        let draft: EventDraft = serde_json::from_str(body).expect("the draft is well-formed JSON");
+        draft.validate(rules)
+    }
+
+    /// The field an invalid draft was refused for.
+    fn refused_field(result: Result<NewEvent, InvalidEvent>) -> Option<&'static str> {
+        match result {
+            Err(InvalidEvent::Field { field, .. }) => Some(field),
+            _ => None,
+        }
+    }
+
+    /// The draft as JSON, with `field` set to `value`.
+    fn with_field(draft: &Draft, field: &str, value: Value) -> String {
+        let mut object = serde_json::to_value(draft).unwrap();
+        object[field] = value;
+        object.to_string()
+    }
+
+    /// What every accepted event must satisfy, whatever it was made from.
+    fn obeys_the_rules(event: &NewEvent, rules: PayloadRules) -> Result<(), TestCaseError> {
+        prop_assert!(is_topic(event.topic.as_str()), "topic {:?}", event.topic);
+        prop_assert!(is_text(&event.kind, 100), "type {:?}", event.kind);
+        if let Some(entity) = &event.entity {
+            prop_assert!(
+                is_text(&entity.kind, 200) && is_text(&entity.id, 200),
+                "{entity:?}"
+            );
+        }
+        if let Some(key) = &event.key {
+            prop_assert!(is_text(key, 200), "key {key:?}");
+        }
+        if let Some(audience) = &event.audience {
+            let entries = audience.users.len() + audience.roles.len();
+            prop_assert!((1..=1000).contains(&entries), "{entries} audience entries");
+            prop_assert!(
+                audience
+                    .users
+                    .iter()
+                    .chain(&audience.roles)
+                    .all(|s| is_text(s, 200))
+            );
+        }
+        if let Some(payload) = &event.payload {
+            let text = payload.get();
+            prop_assert!(text.len() <= rules.max_bytes, "{} bytes", text.len());
+            prop_assert!(!text.contains(['\n', '\r']), "a line break in {text:?}");
+            let value: Value = serde_json::from_str(text).map_err(|e| {
+                TestCaseError::fail(format!("a strict parser refuses {text:?}: {e}"))
+            })?;
+            prop_assert!(nesting(&value) <= rules.max_depth, "{text:?}");
+        }
+        Ok(())
+    }
+
+    proptest! {
+        // ----- Topics and patterns -----
+
+        /// Every topic the contract allows can be published and subscribed
+        /// to, and reads back exactly as written.
+        #[test]
+        fn every_topic_from_the_grammar_parses_and_displays_as_written(raw in topic_text()) {
+            let parsed = Topic::parse(&raw).expect("valid topic");
+            prop_assert_eq!(parsed.as_str(), raw.as_str());
+            prop_assert_eq!(parsed.to_string(), raw);
+        }
+
+        /// Empty, too long, or one character outside the alphabet: refused.
+        #[test]
+        fn topics_outside_the_grammar_are_refused(raw in bad_topic()) {
+            prop_assert!(Topic::parse(&raw).is_err(), "{raw:?} was accepted");
+        }
+
+        /// A client can send anything; the parser answers, never panics, and
+        /// accepts exactly the grammar, whatever the string.
+        #[test]
+        fn a_string_is_a_topic_exactly_when_the_grammar_says_so(raw in near_patterns()) {
+            match Topic::parse(&raw) {
+                Ok(parsed) => {
+                    prop_assert!(is_topic(&raw), "{raw:?} was accepted");
+                    prop_assert_eq!(parsed.as_str(), raw.as_str());
+                }
+                Err(_) => prop_assert!(!is_topic(&raw), "{raw:?} was refused"),
+            }
+        }
+
+        /// Patterns are echoed back in `subscribed` and carried in tokens, so
+        /// parsing and displaying must be inverse.
+        #[test]
+        fn every_pattern_from_the_grammar_parses_and_round_trips_through_display(
+            raw in pattern_text(),
+        ) {
+            let parsed = pattern(&raw);
+            prop_assert_eq!(parsed.to_string(), raw.as_str());
+            prop_assert_eq!(pattern(&parsed.to_string()), parsed.clone());
+            let expected_kind = match raw.as_str() {
+                "*" => "all",
+                _ if raw.ends_with('*') => "prefix",
+                _ => "exact",
+            };
+            let kind = match parsed {
+                TopicPattern::All => "all",
+                TopicPattern::Prefix(_) => "prefix",
+                TopicPattern::Exact(_) => "exact",
+            };
+            prop_assert_eq!(kind, expected_kind);
+        }
+
+        /// Whatever a client sends as a pattern, the parser answers without
+        /// panicking and accepts exactly the grammar.
+        #[test]
+        fn a_string_is_a_pattern_exactly_when_the_grammar_says_so(raw in near_patterns()) {
+            match TopicPattern::parse(&raw) {
+                Ok(parsed) => {
+                    prop_assert!(is_pattern(&raw), "{raw:?} was accepted");
+                    prop_assert_eq!(parsed.to_string(), raw);
+                }
+                Err(_) => prop_assert!(!is_pattern(&raw), "{raw:?} was refused"),
+            }
+        }
+
+        /// An exact subscription must not leak neighbouring topics
+        /// (`alerts` is not `alerts2`, nor `alert`).
+        #[test]
+        fn a_pattern_without_wildcards_matches_only_its_own_topic((a, b) in topic_and_neighbour()) {
+            let exact = pattern(&a);
+            prop_assert_eq!(&exact, &TopicPattern::Exact(topic(&a)));
+            prop_assert!(exact.matches(&topic(&a)));
+            prop_assert_eq!(exact.matches(&topic(&b)), a == b, "{:?} against {:?}", a, b);
+        }
+
+        /// `device:*` is every topic that starts with `device:`, whatever
+        /// follows (nothing included).
+        #[test]
+        fn a_prefix_pattern_matches_every_topic_that_extends_its_prefix(
+            prefix in word(1..=199),
+            rest in prop_oneof![Just(String::new()), word(1..=200)],
+        ) {
+            let prefix_pattern = pattern(&format!("{prefix}*"));
+            prop_assert_eq!(&prefix_pattern, &TopicPattern::Prefix(prefix.clone()));
+            let extended = truncated(prefix + &rest, 200);
+            prop_assert!(prefix_pattern.matches(&topic(&extended)), "{extended:?}");
+        }
+
+        /// `device:*` is not `devices` nor `device`: a topic that differs
+        /// within the prefix, or stops before its end, is not matched.
+        #[test]
+        fn a_prefix_pattern_matches_no_topic_that_departs_from_its_prefix(
+            prefix in word(1..=199),
+            at in any::<Index>(),
+            other in select(ALPHABET).prop_map(char::from),
+            rest in word(0..=200),
+            short in any::<bool>(),
+        ) {
+            let prefix_pattern = pattern(&format!("{prefix}*"));
+            let at = at.index(prefix.len());
+            let departed = if short && at > 0 {
+                prefix[..at].to_owned()
+            } else {
+                prop_assume!(prefix.as_bytes()[at] != other as u8);
+                truncated(format!("{}{other}{rest}", &prefix[..at]), 200)
+            };
+            prop_assert!(
+                !prefix_pattern.matches(&topic(&departed)),
+                "{:?} matched {:?}", prefix_pattern, departed
+            );
+        }
+
+        /// `*` is everything the token may read.
+        #[test]
+        fn the_star_pattern_matches_every_topic(raw in topic_text()) {
+            let all = pattern("*");
+            prop_assert_eq!(&all, &TopicPattern::All);
+            prop_assert!(all.matches(&topic(&raw)));
+        }
+
+        /// A subscription is refused when it shares no topic with the
+        /// token's claim, so `overlaps` must be exactly "some topic matches
+        /// both": the patterns' own topics and prefixes are enough witnesses.
+        #[test]
+        fn patterns_overlap_exactly_when_some_topic_matches_both(
+            a in small_pattern(),
+            b in small_pattern(),
+            probes in vec(word_of(b"ab:", 1..=6), 0..8),
+        ) {
+            let witnesses: Vec<Topic> = [&a, &b]
+                .into_iter()
+                .map(|p| match p {
+                    TopicPattern::Exact(exact) => exact.clone(),
+                    TopicPattern::Prefix(prefix) => topic(prefix),
+                    TopicPattern::All => topic("a"),
+                })
+                .chain(probes.iter().map(|raw| topic(raw)))
+                .collect();
+            let shared = witnesses.iter().any(|t| a.matches(t) && b.matches(t));
+            prop_assert_eq!(a.overlaps(&b), shared, "{} and {}", a, b);
+            prop_assert_eq!(b.overlaps(&a), shared, "{} and {}", b, a);
+        }
+
+        /// `topics=a, b*,,` is its patterns in order; nothing but commas and
+        /// blanks is everything.
+        #[test]
+        fn a_pattern_list_is_its_comma_separated_patterns_in_order(
+            items in vec(
+                (
+                    proptest::option::of(pattern_text()),
+                    select(&["", " ", "\t", "  "][..]),
+                    select(&["", " ", "\t"][..]),
+                ),
+                0..6,
+            ),
+        ) {
+            let raw = items
+                .iter()
+                .map(|(p, before, after)| format!("{before}{}{after}", p.as_deref().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",");
+            let mut expected: Vec<TopicPattern> =
+                items.iter().filter_map(|(p, ..)| p.as_deref().map(pattern)).collect();
+            if expected.is_empty() {
+                expected.push(TopicPattern::All);
+            }
+            prop_assert_eq!(TopicPattern::parse_list(&raw), Ok(expected), "{:?}", raw);
+        }
+
+        // ----- Event validation -----
+
+        /// Anything within the rules is published as sent; only layout is
+        /// taken out of the payload (an explicit `null` is no payload).
+        #[test]
+        fn every_draft_within_the_rules_is_accepted_as_sent(draft in draft(), indent in layout()) {
+            let body = laid_out(&draft, indent);
+            let event = validate(&body, PayloadRules { max_bytes: 1 << 20, max_depth: 64 })
+                .map_err(|e| TestCaseError::fail(format!("refused: {e}")))?;
+            prop_assert_eq!(event.topic.as_str(), draft.topic.as_str());
+            prop_assert_eq!(&event.kind, &draft.kind);
+            prop_assert_eq!(&event.entity, &draft.entity);
+            prop_assert_eq!(&event.audience, &draft.audience);
+            prop_assert_eq!(&event.key, &draft.key);
+            let compact = draft.payload.as_ref().filter(|v| !v.is_null()).map(|v| v.to_string());
+            prop_assert_eq!(event.payload.as_ref().map(|p| p.get().to_owned()), compact);
+        }
+
+        /// The type is free text of 1–100 characters (not bytes), without
+        /// control characters.
+        #[test]
+        fn a_type_outside_the_rules_is_refused(draft in draft(), bad in bad_text(100)) {
+            let body = with_field(&draft, "type", json!(bad));
+            prop_assert_eq!(refused_field(validate(&body, DEFAULTS)), Some("type"));
+        }
+
+        /// A bad topic is refused whatever else the draft holds.
+        #[test]
+        fn a_topic_outside_the_grammar_is_refused(draft in draft(), bad in bad_topic()) {
+            let body = with_field(&draft, "topic", json!(bad));
+            prop_assert_eq!(refused_field(validate(&body, DEFAULTS)), Some("topic"));
+        }
+
+        /// The entity, the key and the audience have their bounds too, and a
+        /// refusal names the field at fault.
+        #[test]
+        fn an_entity_key_or_audience_outside_its_bounds_is_refused(
+            draft in draft(),
+            spoil in 0..6usize,
+            bad in bad_text(200),
+            members in 1001..1100usize,
+            split in any::<Index>(),
+        ) {
+            let (field, value, expected) = match spoil {
+                0 => ("entity", json!({"kind": bad, "id": "1", "op": "created"}), "entity.kind"),
+                1 => ("entity", json!({"kind": "fault", "id": bad, "op": "deleted"}), "entity.id"),
+                2 => ("key", json!(bad), "key"),
+                3 => ("audience", json!({"users": ["alice"], "roles": [bad]}), "audience.roles"),
+                4 => ("audience", json!({"users": [], "roles": []}), "audience"),
+                _ => {
+                    let names: Vec<String> = (0..members).map(|i| format!("name-{i}")).collect();
+                    let (users, roles) = names.split_at(split.index(members + 1));
+                    ("audience", json!({ "users": users, "roles": roles }), "audience")
+                }
+            };
+            let body = with_field(&draft, field, value);
+            prop_assert_eq!(refused_field(validate(&body, DEFAULTS)), Some(expected));
+        }
+
+        /// With the default limit of 64 levels, a payload at the limit is
+        /// accepted and one deeper is refused, whatever the rest.
+        #[test]
+        fn a_payload_nested_deeper_than_the_limit_is_refused(
+            draft in draft(),
+            levels in prop_oneof![vec(any::<bool>(), 60..=70), vec(any::<bool>(), 0..=200)],
+            leaf in select(vec![json!(1), json!("[[["), json!([]), json!({})]),
+        ) {
+            let payload = tower(&levels, leaf);
+            let depth = nesting(&payload);
+            let result = validate(&with_field(&draft, "payload", payload), DEFAULTS);
+            if depth <= 64 {
+                prop_assert!(result.is_ok(), "{depth} levels refused: {:?}", result.err());
+            } else {
+                prop_assert_eq!(refused_field(result), Some("payload"), "{} levels", depth);
+            }
+        }
+
+        /// Readers must all be able to parse every event: a payload is
+        /// accepted exactly when a strict parser reads it (no lone surrogate
+        /// half, in keys or values) and it nests within the limit; and what is
+        /// stored means what was sent.
+        #[test]
+        fn a_payload_is_accepted_exactly_when_strict_readers_can_parse_it(
+            value in json_value(),
+            levels in vec(any::<bool>(), 0..=3),
+            max_depth in 0..=8usize,
+            indent in layout(),
+        ) {
+            let value = tower(&levels, value);
+            let text = with_surrogate_escapes(&laid_out(&value, indent));
+            let strict: Option<Value> = serde_json::from_str(&text).ok();
+            let readable = strict.is_some() && nesting(&value) <= max_depth;
+            let body = format!(r#"{{"topic":"t","type":"x","payload":{text}}}"#);
+            let result = validate(&body, PayloadRules { max_bytes: usize::MAX, max_depth });
+            match result {
+                Ok(event) => {
+                    prop_assert!(readable, "accepted {text}");
+                    // A `null` payload is stored as no payload.
+                    let reread = event
+                        .payload
+                        .map_or(Value::Null, |p| serde_json::from_str(p.get()).unwrap());
+                    prop_assert_eq!(Some(reread), strict);
+                }
+                Err(refusal) => {
+                    prop_assert!(!readable, "refused {text}: {refusal}");
+                    prop_assert_eq!(refused_field(Err(refusal)), Some("payload"));
+                }
+            }
+        }
+
+        /// Escaped characters beyond the BMP come as two halves, in either
+        /// case of hex digits; a lone half anywhere in a string is refused,
+        /// even from trusted publishers.
+        #[test]
+        fn paired_surrogate_escapes_pass_and_a_lone_half_is_refused(
+            chars in vec(any::<char>(), 0..8),
+            upper in any::<bool>(),
+            lone in prop_oneof![0xD800u16..=0xDBFF, 0xDC00u16..=0xDFFF],
+            at in any::<Index>(),
+            as_key in any::<bool>(),
+        ) {
+            let escape = |unit: u16| {
+                if upper { format!("\\u{unit:04X}") } else { format!("\\u{unit:04x}") }
+            };
+            let mut pieces: Vec<String> = chars
+                .iter()
+                .map(|c| match *c as u32 {
+                    0x10000.. => c.encode_utf16(&mut [0; 2]).iter().map(|u| escape(*u)).collect(),
+                    unit if unit % 3 == 0 => escape(unit as u16),
+                    _ => {
+                        let quoted = serde_json::to_string(&c.to_string()).unwrap();
+                        quoted[1..quoted.len() - 1].to_owned()
+                    }
+                })
+                .collect();
+            let literal = |pieces: &[String]| {
+                let string = format!("\"{}\"", pieces.concat());
+                if as_key { format!("{{{string}:[{string}]}}") } else { format!("[1,{string}]") }
+            };
+            for rules in [DEFAULTS, PayloadRules::TRUSTED] {
+                let whole = literal(&pieces);
+                let body = format!(r#"{{"topic":"t","type":"x","payload":{whole}}}"#);
+                prop_assert!(validate(&body, rules).is_ok(), "refused {}", whole);
+            }
+            let at = at.index(pieces.len() + 1);
+            pieces.insert(at, escape(lone));
+            let broken = literal(&pieces);
+            for rules in [DEFAULTS, PayloadRules::TRUSTED] {
+                let body = format!(r#"{{"topic":"t","type":"x","payload":{broken}}}"#);
+                let refused = refused_field(validate(&body, rules));
+                prop_assert_eq!(refused, Some("payload"), "{}", broken);
+            }
+        }
+
+        /// The limit counts the compact payload's bytes, not its layout:
+        /// indenting a payload does not push it over, and the stored text is
+        /// the compact one.
+        #[test]
+        fn a_payload_is_accepted_exactly_when_its_compact_form_fits_the_limit(
+            value in json_value(),
+            indent in layout(),
+            slack in -3..=3i64,
+        ) {
+            let size = value.to_string().len();
+            let limit = (size as i64 + slack).max(0) as usize;
+            let text = laid_out(&value, indent);
+            let body = format!(r#"{{"topic":"t","type":"x","payload":{text}}}"#);
+            let result = validate(&body, PayloadRules { max_bytes: limit, max_depth: 64 });
+            if value.is_null() {
+                prop_assert!(result.unwrap().payload.is_none());
+            } else if size <= limit {
+                let stored = result.unwrap().payload.unwrap();
+                prop_assert_eq!(stored.get(), value.to_string());
+            } else {
+                prop_assert_eq!(result.unwrap_err(), InvalidEvent::PayloadTooLarge { size, limit });
+            }
+        }
+
+        /// A publisher can send any bytes: the draft parser and the validator
+        /// never panic, and whatever they accept obeys every rule.
+        #[test]
+        fn arbitrary_json_never_panics_and_what_is_accepted_obeys_the_rules(
+            body in prop_oneof![
+                1 => any::<String>(),
+                // Valid drafts with a field or two replaced or removed, and
+                // now and then an unknown one added.
+                6 => (
+                    draft(),
+                    btree_map(
+                        select(&["topic", "type", "entity", "payload", "audience", "key"][..]),
+                        prop_oneof![
+                            3 => json_value(),
+                            3 => text(120).prop_map(Value::String),
+                            1 => word(195..=205).prop_map(Value::String),
+                            1 => Just(json!({"kind": "k", "id": "i", "op": "created"})),
+                            1 => Just(json!({"users": [], "roles": ["r"]})),
+                            1 => Just(json!({"users": []})),
+                            1 => Just(json!({"kind": "k", "id": "i", "op": "renamed"})),
+                        ],
+                        0..=2,
+                    ),
+                    proptest::option::weighted(
+                        0.25,
+                        select(&["topic", "type", "entity", "payload", "audience", "key"][..]),
+                    ),
+                    proptest::option::weighted(0.1, select(&["id", "extra", "paylod"][..])),
+                )
+                    .prop_map(|(draft, replaced, removed, unknown)| {
+                        let mut object = serde_json::to_value(draft).unwrap();
+                        for (field, value) in replaced {
+                            object[field] = value;
+                        }
+                        if let Some(field) = removed {
+                            object.as_object_mut().unwrap().remove(field);
+                        }
+                        if let Some(field) = unknown {
+                            object[field] = json!(1);
+                        }
+                        with_surrogate_escapes(&object.to_string())
+                    }),
+                // Token soup as the payload.
+                2 => vec(
+                    select(&[
+                        "[", "]", "{", "}", ",", ":", "\"", "\"k\"", "1", "-0.5e3", "null", " ",
+                        "\n", r#""\ud800""#, r#""\uDC00""#, r#""\ud83d\ude00""#, r"\u", "d800",
+                        r"\", r#""[{\"""#,
+                    ][..]),
+                    0..40,
+                )
+                    .prop_map(|tokens| {
+                        let payload = tokens.concat();
+                        format!(r#"{{"topic":"t","type":"x","payload":{payload}}}"#)
+                    }),
+            ],
+            max_depth in 0..=8usize,
+            max_bytes in prop_oneof![0..=64usize, 64..=4096usize, Just(usize::MAX)],
+        ) {
+            let rules = PayloadRules { max_bytes, max_depth };
+            if let Ok(draft) = serde_json::from_str::<EventDraft>(&body)
+                && let Ok(event) = draft.validate(rules)
+            {
+                obeys_the_rules(&event, rules)?;
+            }
+        }
+    }
+}

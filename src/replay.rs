@@ -77,6 +77,17 @@ pub enum ResetReason {
     Lagged,
 }
 
+impl ResetReason {
+    /// The reason as the contract spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResetReason::CursorExpired => "cursor_expired",
+            ResetReason::CursorUnknown => "cursor_unknown",
+            ResetReason::Lagged => "lagged",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error("cannot resume: {0:?}")]
@@ -129,14 +140,24 @@ pub struct Page {
 pub async fn read_page(
     log: &EventLog,
     hub: &Hub,
+    metrics: &Metrics,
     filter: &Filter,
     after: EventId,
     until: EventId,
     limit: u32,
 ) -> Result<Result<Page, Unresumable>, StoreError> {
     let page = match recent_page(hub, filter, after, until, limit) {
-        Some(page) => page,
-        None => read_log_page(log, filter, after, until, limit).await?,
+        Some(page) => {
+            metrics
+                .replayed_from_memory
+                .inc_by(page.events.len() as u64);
+            page
+        }
+        None => {
+            let page = read_log_page(log, filter, after, until, limit).await?;
+            metrics.replayed_from_log.inc_by(page.events.len() as u64);
+            page
+        }
     };
     // Checked after reading, never before: retention raises its mark before
     // deleting, so a page read across a delete is caught here.
@@ -236,6 +257,14 @@ pub struct Feed {
     pending_covers: EventId,
     /// The page being read from the log, while replaying.
     reading: Option<BoxFuture<'static, PageRead>>,
+    /// Events replayed so far, for `pushlog_replay_events`.
+    replayed: u64,
+}
+
+/// How long ago `event` was appended, in seconds (0 if the clock went back).
+fn age_seconds(event: &crate::event::Event) -> f64 {
+    let age = chrono::Utc::now() - event.timestamp;
+    age.to_std().map_or(0.0, |age| age.as_secs_f64())
 }
 
 impl Feed {
@@ -275,6 +304,7 @@ impl Feed {
             pending: VecDeque::new(),
             pending_covers: cursor,
             reading: None,
+            replayed: 0,
         })
     }
 
@@ -305,6 +335,9 @@ impl Feed {
                                 continue;
                             }
                             self.cursor = event.id();
+                            self.metrics
+                                .delivery_seconds
+                                .observe(age_seconds(event.event()));
                             Poll::Ready(Ok(FeedItem::Event(event)))
                         }
                         Received::Lagged => Poll::Ready(Err(FeedEnd::Lagged(self.log.bounds()))),
@@ -327,7 +360,7 @@ impl Feed {
                     }
                     if let Some(event) = self.pending.pop_front() {
                         self.cursor = event.id();
-                        self.metrics.replayed_events_total.inc();
+                        self.replayed += 1;
                         return Poll::Ready(Ok(FeedItem::Event(event)));
                     }
                     self.cursor = self.cursor.max(self.pending_covers);
@@ -342,16 +375,18 @@ impl Feed {
                             continue;
                         }
                         self.phase = Phase::Live;
+                        self.metrics.replay_events.observe(self.replayed as f64);
                         return Poll::Ready(Ok(FeedItem::CaughtUp { head: until }));
                     }
-                    let (log, hub, filter) = (
+                    let (log, hub, metrics, filter) = (
                         self.log.clone(),
                         self.shard.hub().clone(),
+                        self.metrics.clone(),
                         self.filter.clone(),
                     );
                     let after = self.cursor;
                     self.reading = Some(Box::pin(async move {
-                        read_page(&log, &hub, &filter, after, until, REPLAY_PAGE).await
+                        read_page(&log, &hub, &metrics, &filter, after, until, REPLAY_PAGE).await
                     }));
                 }
             }

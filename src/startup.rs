@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use actix_http::HttpService;
 use actix_http::body::BoxBody;
+use actix_http::error::DispatchError;
 use actix_server::{GracefulShutdownSignal, Server};
 use actix_service::{ServiceFactory, fn_factory, fn_service, map_config};
 use actix_web::dev::{AppConfig, ServiceRequest, ServiceResponse};
@@ -19,7 +20,7 @@ use crate::config::Config;
 use crate::front::{self, Rewind};
 use crate::hub::{Hub, Shard};
 use crate::limits::{ConnectionLimiter, Limits, PendingLimiter};
-use crate::metrics::Metrics;
+use crate::metrics::{Malformed, Metrics};
 use crate::request_id;
 use crate::retention;
 use crate::routes::{self, AppState};
@@ -142,6 +143,7 @@ fn connections(
             .new_service(());
         let streams =
             map_config(app(state.clone(), shard), |()| AppConfig::default()).new_service(());
+        let metrics = state.metrics.clone();
         async move {
             actix_web::rt::spawn(feed_shard);
             let dispatcher = std::rc::Rc::new(dispatcher.await?);
@@ -149,8 +151,14 @@ fn connections(
             Ok::<_, ()>(fn_service(move |io: TcpStream| {
                 let dispatcher = dispatcher.clone();
                 let streams = streams.clone();
+                let metrics = metrics.clone();
                 async move {
-                    front::serve_connection(io, &*dispatcher, &*streams, timeouts).await;
+                    let served = front::serve_connection(io, &*dispatcher, &*streams, timeouts);
+                    // actix answers a head it cannot parse (400, 431) and
+                    // ends the connection with this error.
+                    if let Err(DispatchError::Parse(_)) = served.await {
+                        metrics.malformed(Malformed::HttpRequest);
+                    }
                     Ok::<(), ()>(())
                 }
             }))
@@ -202,8 +210,8 @@ impl Application {
             .map_err(StartupError::Server)?;
         let local_addr = listener.local_addr().map_err(StartupError::Server)?;
         let port = local_addr.port();
-        let opened = EventLog::open(&config.database_url).await?;
         let metrics = Arc::new(Metrics::default());
+        let opened = EventLog::open(&config.database_url, metrics.clone()).await?;
         let hub = Hub::new(
             config.subscriber_queue,
             config.replay_memory_events,

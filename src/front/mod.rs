@@ -40,8 +40,14 @@ pub struct Timeouts {
 }
 
 /// Serves one accepted connection to its end: as a stream, or through
-/// `dispatcher` (actix's HTTP/1 service over the rewound connection).
-pub async fn serve_connection<D, A>(mut io: TcpStream, dispatcher: &D, app: &A, timeouts: Timeouts)
+/// `dispatcher` (actix's HTTP/1 service over the rewound connection), whose
+/// error, if it failed the connection, is returned.
+pub async fn serve_connection<D, A>(
+    mut io: TcpStream,
+    dispatcher: &D,
+    app: &A,
+    timeouts: Timeouts,
+) -> Result<(), D::Error>
 where
     D: Service<(Rewind<TcpStream>, Option<SocketAddr>)>,
     A: Service<Request, Error = actix_web::Error>,
@@ -60,9 +66,10 @@ where
             // Boxed: actix's dispatcher is large, and a stream connection
             // should not carry room for it.
             let served = Box::pin(dispatcher.call((Rewind::new(read.freeze(), io), peer)));
-            let _ = served.await;
+            served.await.map(|_| ())?;
         }
         head::FirstRequest::TimedOut => stream::time_out(io).await,
         head::FirstRequest::Gone => {}
     }
+    Ok(())
 }

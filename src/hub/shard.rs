@@ -121,7 +121,7 @@ impl Registry {
     fn lag(&mut self, id: SubscriberId) {
         if let Some(subscriber) = self.remove(id) {
             subscriber.queue.close_lagged();
-            self.metrics.lagged_total.inc();
+            self.metrics.lagged.inc();
         }
     }
 
@@ -166,7 +166,7 @@ impl Registry {
         for subscriber_id in lagged {
             self.lag(subscriber_id);
         }
-        self.metrics.deliveries_total.add(delivered);
+        self.metrics.deliveries.inc_by(delivered);
     }
 }
 

@@ -32,10 +32,10 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let bounds = state.log.bounds();
     HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(
             state
                 .metrics
-                .render(bounds.head.get(), bounds.pruned_through.get()),
+                .render(bounds.head.get(), bounds.oldest_id().get()),
         )
 }

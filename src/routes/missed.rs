@@ -38,9 +38,17 @@ pub async fn missed(
     };
     // Read after resolving, so the cursor is never above it.
     let head = state.log.bounds().head;
-    let page = read_page(&state.log, &state.hub, &filter, cursor, head, limit)
-        .await?
-        .map_err(ApiError::Gone)?;
+    let page = read_page(
+        &state.log,
+        &state.hub,
+        &state.metrics,
+        &filter,
+        cursor,
+        head,
+        limit,
+    )
+    .await?
+    .map_err(ApiError::Gone)?;
 
     // Assembled by hand from each event's encoding, which a 10,000-event
     // page makes worth it.

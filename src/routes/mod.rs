@@ -11,7 +11,8 @@ mod ws;
 
 use std::sync::Arc;
 
-use actix_web::{HttpRequest, web};
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::auth::{Authenticator, Principal, extract_token};
 use crate::error::ApiError;
@@ -60,27 +61,42 @@ pub fn configure(cfg: &mut web::ServiceConfig, allowed_origins: &[String]) {
         }
         .into()
     }))
-    .route("/", web::get().to(dashboard::index))
-    .route("/assets/{file}", web::get().to(dashboard::asset))
+    .service(resource("/", "GET").route(web::get().to(dashboard::index)))
+    .service(resource("/assets/{file}", "GET").route(web::get().to(dashboard::asset)))
     .service(
-        web::resource("/events")
+        resource("/events", "POST")
             .wrap(cors())
             .route(web::post().to(publish::publish)),
     )
     .service(
-        web::resource("/events/missed")
+        resource("/events/missed", "GET")
             .wrap(cors())
             .route(web::get().to(missed::missed)),
     )
     .service(
-        web::resource("/events/stream")
+        resource("/events/stream", "GET")
             .wrap(cors())
             .route(web::get().to(stream::stream)),
     )
-    .route("/ws", web::get().to(ws::ws))
-    .route("/healthz", web::get().to(health::healthz))
-    .route("/readyz", web::get().to(health::readyz))
-    .route("/metrics", web::get().to(health::metrics));
+    .service(resource("/ws", "GET").route(web::get().to(ws::ws)))
+    .service(resource("/healthz", "GET").route(web::get().to(health::healthz)))
+    .service(resource("/readyz", "GET").route(web::get().to(health::readyz)))
+    .service(resource("/metrics", "GET").route(web::get().to(health::metrics)));
+}
+
+/// A route's path, answering any method it does not serve with `405
+/// method_not_allowed`, `Allow: <allow>` and the JSON error body of every
+/// other error (actix's own 405 has no body, and a bare `.route` fell
+/// through to the 404 of unknown paths).
+fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move |req: HttpRequest| async move {
+        HttpResponse::MethodNotAllowed()
+            .insert_header((header::ALLOW, allow))
+            .json(serde_json::json!({
+                "error": "method_not_allowed",
+                "message": format!("{} {} is not served; this path answers {allow}", req.method(), req.path()),
+            }))
+    }))
 }
 
 /// Unknown routes answer in the same JSON shape as every other error.

@@ -28,6 +28,7 @@ pub async fn publish(
     // log writer, so it commits and is answered. One that arrives after is
     // refused whole, before anything of it is read, so no client is left
     // wondering whether a publish cut off by the shutdown landed.
+    let arrived = std::time::Instant::now();
     if state.shutdown.is_draining() {
         return Err(ApiError::Unavailable {
             code: "shutting_down",
@@ -46,13 +47,17 @@ pub async fn publish(
     let events = parse_events(&body, state.limits.payload)?;
     let count = events.len();
     let appended = state.log.append(events).await?;
+    state
+        .metrics
+        .publish_seconds
+        .observe(arrived.elapsed().as_secs_f64());
     let status = if appended.created {
-        state.metrics.events_appended_total.add(count as u64);
+        state.metrics.events_appended.inc_by(count as u64);
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    state.metrics.publish_requests_total.inc();
+    state.metrics.publish_requests.inc();
     Ok(HttpResponse::build(status).json(Published {
         events: appended.events,
     }))

@@ -59,18 +59,21 @@ pub async fn stream(
             shutdown: state.shutdown.clone(),
             permit,
             gauge: GaugeGuard::hold(state.metrics.clone(), |m| &m.sse_connections),
+            metrics: state.metrics.clone(),
         },
     ))
 }
 
 /// `Last-Event-ID` (what `EventSource` sends on its own reconnects), else
 /// the `lastEventId`, `last_event_id` or `since` query parameter, else now.
+/// Every one given must be a cursor, the ones not used too: a malformed
+/// resume point is `400`, never silently ignored.
 fn resume_point(req: &HttpRequest, query: &StreamQuery) -> Result<Start, ApiError> {
     let header = req
         .headers()
         .get("Last-Event-ID")
         .map(|v| v.to_str().unwrap_or("\u{fffd}"));
-    let raw = [
+    let given = [
         header,
         query.last_event_id_camel.as_deref(),
         query.last_event_id.as_deref(),
@@ -79,15 +82,16 @@ fn resume_point(req: &HttpRequest, query: &StreamQuery) -> Result<Start, ApiErro
     .into_iter()
     .flatten()
     .map(str::trim)
-    .find(|v| !v.is_empty());
-    match raw {
-        None => Ok(Start::Now),
-        Some(raw) => raw
-            .parse::<Since>()
-            .map(Start::After)
-            .map_err(|e| ApiError::BadRequest {
-                code: "invalid_cursor",
-                message: e.to_string(),
-            }),
+    .filter(|v| !v.is_empty());
+    let mut start = Start::Now;
+    for raw in given {
+        let since = raw.parse::<Since>().map_err(|e| ApiError::BadRequest {
+            code: "invalid_cursor",
+            message: e.to_string(),
+        })?;
+        if matches!(start, Start::Now) {
+            start = Start::After(since);
+        }
     }
+    Ok(start)
 }

@@ -19,6 +19,7 @@ mod rows;
 mod sqlite;
 mod writer;
 
+use crate::metrics::Metrics;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,6 +84,8 @@ pub struct EventLog {
     reader: Reader,
     writer: mpsc::Sender<writer::Command>,
     position: Arc<LogPosition>,
+    /// Counts every failed read and write in `pushlog_store_errors`.
+    metrics: Arc<Metrics>,
 }
 
 /// The read side of either backend.
@@ -108,18 +111,20 @@ const COMMITTED_QUEUE: usize = 1024;
 impl EventLog {
     /// Opens the log `database_url` names: `sqlite://PATH` (embedded) or
     /// `postgres://…` (shared by several nodes).
-    pub async fn open(database_url: &str) -> Result<OpenedLog, StoreError> {
+    pub async fn open(database_url: &str, metrics: Arc<Metrics>) -> Result<OpenedLog, StoreError> {
         let (announce, committed) = mpsc::channel(COMMITTED_QUEUE);
         let poke = Arc::new(Notify::new());
         if !postgres::is_postgres_url(database_url) {
             let (reader, backend, position) = sqlite::open(database_url).await?;
             let position = Arc::new(position);
-            let (commands, writer_task) = writer::spawn(backend, position.clone(), poke, announce);
+            let (commands, writer_task) =
+                writer::spawn(backend, position.clone(), poke, announce, metrics.clone());
             return Ok(OpenedLog {
                 log: EventLog {
                     reader: Reader::Sqlite(reader),
                     writer: commands,
                     position,
+                    metrics,
                 },
                 committed,
                 writer_task,
@@ -131,6 +136,7 @@ impl EventLog {
             opened.position.clone(),
             poke.clone(),
             announce.clone(),
+            metrics.clone(),
         );
         let follower = follower::Follower {
             reader: opened.follower_reader,
@@ -153,6 +159,7 @@ impl EventLog {
                 reader: Reader::Postgres(opened.reader),
                 writer: commands,
                 position: opened.position,
+                metrics,
             },
             committed,
             writer_task,
@@ -164,11 +171,26 @@ impl EventLog {
     /// original events and appends nothing.
     pub async fn append(&self, events: Vec<NewEvent>) -> Result<Appended, AppendError> {
         let (reply, answer) = oneshot::channel();
-        self.writer
+        let appended = match self
+            .writer
             .send(writer::Command::Append { events, reply })
             .await
-            .map_err(|_| StoreError::WriterGone)?;
-        answer.await.map_err(|_| StoreError::WriterGone)?
+        {
+            Ok(()) => answer.await.unwrap_or(Err(StoreError::WriterGone.into())),
+            Err(_) => Err(StoreError::WriterGone.into()),
+        };
+        if let Err(AppendError::Store(_)) = &appended {
+            self.metrics.store_errors.inc();
+        }
+        appended
+    }
+
+    /// `result`, a failure counted.
+    fn counted<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if result.is_err() {
+            self.metrics.store_errors.inc();
+        }
+        result
     }
 
     /// Deletes one batch of events that `retention` no longer keeps; returns
@@ -200,6 +222,11 @@ impl EventLog {
     /// Turns a client's cursor into an id the log can serve from, or says why
     /// it cannot.
     pub async fn resolve(&self, since: Since) -> Result<Resolution, StoreError> {
+        let resolved = self.resolve_uncounted(since).await;
+        self.counted(resolved)
+    }
+
+    async fn resolve_uncounted(&self, since: Since) -> Result<Resolution, StoreError> {
         let id = match since {
             Since::Id(id) => id,
             Since::Time(t) => match self.last_id_at_or_before(t).await? {
@@ -241,6 +268,17 @@ impl EventLog {
         topics: &[TopicPattern],
         limit: u32,
     ) -> Result<Vec<Event>, StoreError> {
+        let read = self.read_range_uncounted(after, until, topics, limit).await;
+        self.counted(read)
+    }
+
+    async fn read_range_uncounted(
+        &self,
+        after: EventId,
+        until: EventId,
+        topics: &[TopicPattern],
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
         match &self.reader {
             Reader::Sqlite(reader) => reader.read_range(after, until, topics, limit).await,
             Reader::Postgres(reader) => {
@@ -258,10 +296,11 @@ impl EventLog {
 
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        match &self.reader {
+        let answered = match &self.reader {
             Reader::Sqlite(reader) => reader.ping().await,
             Reader::Postgres(reader) => reader.ping().await,
-        }
+        };
+        self.counted(answered)
     }
 
     pub async fn close(&self) {

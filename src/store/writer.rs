@@ -13,6 +13,7 @@
 //! N, and the idempotency check sees every key committed before it. On one
 //! node the writer is also the only one, so the lock is never contended.
 
+use crate::metrics::Metrics;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -103,6 +104,7 @@ pub(super) fn spawn<B: LogBackend>(
     position: Arc<LogPosition>,
     poke: Arc<Notify>,
     announce: mpsc::Sender<Arc<[Event]>>,
+    metrics: Arc<Metrics>,
 ) -> (mpsc::Sender<Command>, tokio::task::JoinHandle<()>) {
     let (commands, inbox) = mpsc::channel(COMMAND_QUEUE);
     let task = tokio::spawn(async move {
@@ -111,6 +113,7 @@ pub(super) fn spawn<B: LogBackend>(
             position,
             announce,
             poke,
+            metrics,
         };
         writer.run(inbox).await;
     });
@@ -122,6 +125,7 @@ struct Writer<B> {
     position: Arc<LogPosition>,
     announce: mpsc::Sender<Arc<[Event]>>,
     poke: Arc<Notify>,
+    metrics: Arc<Metrics>,
 }
 
 /// One request's decision: new events to insert, and the answer it gets once
@@ -245,6 +249,9 @@ impl<B: LogBackend> Writer<B> {
     /// answers each request.
     async fn committed(&mut self, new_events: Vec<Event>, decided: Vec<Decided>) {
         if let Some(last) = new_events.last() {
+            self.metrics
+                .commit_batch_events
+                .observe(new_events.len() as f64);
             if B::ANNOUNCES_COMMITS {
                 self.position.advance_head(last.id.get());
                 // The hub may be gone during shutdown; the events are

@@ -9,6 +9,7 @@
 //! is told `reset` (`lagged`) when it next reads.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::HttpResponse;
@@ -20,7 +21,7 @@ use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 
 use crate::event::EventId;
 use crate::limits::ConnectionPermit;
-use crate::metrics::GaugeGuard;
+use crate::metrics::{GaugeGuard, Metrics, Transport};
 use crate::replay::{Feed, FeedEnd, FeedItem, ResetReason, Unresumable};
 use crate::shutdown::{Shutdown, ShutdownSignal};
 use crate::store::LogBounds;
@@ -35,8 +36,9 @@ pub struct Session {
     pub retry_ms: u64,
     pub shutdown: Shutdown,
     pub permit: ConnectionPermit,
-    /// Counts this stream in `pushlog_sse_connections` while it lives.
+    /// Counts this stream in `pushlog_connections` while it lives.
     pub gauge: GaugeGuard,
+    pub metrics: Arc<Metrics>,
 }
 
 #[derive(Serialize)]
@@ -46,7 +48,8 @@ struct Reset {
     head: EventId,
 }
 
-fn reset_frame(reason: ResetReason, bounds: LogBounds) -> Bytes {
+fn reset_frame(metrics: &Metrics, reason: ResetReason, bounds: LogBounds) -> Bytes {
+    metrics.reset(Transport::Sse, reason.as_str());
     let data = serde_json::to_string(&Reset {
         reason,
         oldest_id: bounds.oldest_id(),
@@ -104,9 +107,11 @@ async fn step(state: State) -> Option<(Result<Bytes, std::convert::Infallible>, 
                         shutdown,
                     }
                 }
-                Err(unresumable) => {
-                    State::Closing(reset_frame(unresumable.reason(), unresumable.bounds()))
-                }
+                Err(unresumable) => State::Closing(reset_frame(
+                    &session.metrics,
+                    unresumable.reason(),
+                    unresumable.bounds(),
+                )),
             };
             Some((Ok(opening), next))
         }
@@ -131,7 +136,7 @@ async fn step(state: State) -> Option<(Result<Bytes, std::convert::Infallible>, 
                         heartbeat.sent();
                         let first = event.sse_frame(session.view);
                         let (chunk, end) = coalesce(first, &mut feed, session.view);
-                        let next = match end.map(end_frame) {
+                        let next = match end.map(|end| end_frame(&session.metrics, end)) {
                             None => State::Streaming { feed, session, heartbeat, expiry, shutdown },
                             Some(Some(reset)) => State::Closing(reset),
                             Some(None) => State::Done,
@@ -139,7 +144,9 @@ async fn step(state: State) -> Option<(Result<Bytes, std::convert::Infallible>, 
                         return Some((Ok(chunk), next));
                     }
                     Ok(FeedItem::CaughtUp { .. }) => continue,
-                    Err(end) => return end_frame(end).map(|frame| (Ok(frame), State::Done)),
+                    Err(end) => {
+                        return end_frame(&session.metrics, end).map(|frame| (Ok(frame), State::Done));
+                    }
                 },
                 () = &mut shutdown => return None,
                 () = &mut expiry => return None,
@@ -228,10 +235,10 @@ fn coalesce(first: Bytes, feed: &mut Feed, view: crate::wire::View) -> (Bytes, O
 }
 
 /// The last frame for a feed that ended, if the client must be told.
-fn end_frame(end: FeedEnd) -> Option<Bytes> {
+fn end_frame(metrics: &Metrics, end: FeedEnd) -> Option<Bytes> {
     match end {
-        FeedEnd::Lagged(bounds) => Some(reset_frame(ResetReason::Lagged, bounds)),
-        FeedEnd::Expired(bounds) => Some(reset_frame(ResetReason::CursorExpired, bounds)),
+        FeedEnd::Lagged(bounds) => Some(reset_frame(metrics, ResetReason::Lagged, bounds)),
+        FeedEnd::Expired(bounds) => Some(reset_frame(metrics, ResetReason::CursorExpired, bounds)),
         FeedEnd::Closed => None,
         FeedEnd::Store(error) => {
             // Ending the response makes the client reconnect with its

@@ -133,7 +133,7 @@ async fn gauge(app: &TestApp, name: &str) -> i64 {
 }
 
 async fn sse_connections(app: &TestApp) -> i64 {
-    gauge(app, "pushlog_sse_connections").await
+    gauge(app, r#"pushlog_connections{transport="sse"}"#).await
 }
 
 /// Waits until the gauge `name` reads `value`; fails after `PATIENCE`.
@@ -179,7 +179,7 @@ async fn a_client_that_stops_reading_is_dropped_once_a_write_has_waited_the_stal
     }
 
     // The stalled stream is dropped and its slot given back.
-    until_gauge(&app, "pushlog_sse_connections", 0).await;
+    until_gauge(&app, r#"pushlog_connections{transport="sse"}"#, 0).await;
 }
 
 #[actix_web::test]
@@ -190,9 +190,9 @@ async fn a_websocket_client_that_vanishes_gives_its_session_and_slot_back() {
     raw.socket.write_all(&request).await.expect("send");
     assert_eq!(raw.head().await.status, 101);
     assert!(raw.read_until(r#""type":"welcome""#).await);
-    until_gauge(&app, "pushlog_ws_connections", 1).await;
+    until_gauge(&app, r#"pushlog_connections{transport="ws"}"#, 1).await;
 
     // No close frame: the TCP connection just goes.
     drop(raw);
-    until_gauge(&app, "pushlog_ws_connections", 0).await;
+    until_gauge(&app, r#"pushlog_connections{transport="ws"}"#, 0).await;
 }

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 
+use awc::http::Method;
 use serde_json::Value;
 
 use crate::helpers::spawn_app;
@@ -68,6 +69,31 @@ async fn every_route_in_the_spec_answers() {
             status != 404 && status != 405,
             "{method} {path} answered {status}"
         );
+    }
+}
+
+#[actix_web::test]
+async fn a_method_a_route_does_not_serve_is_405_with_allow_and_a_json_body() {
+    let app = spawn_app().await;
+    for (allowed, path) in pushlog::routes::ROUTES {
+        let other = if *allowed == "GET" {
+            Method::PUT
+        } else {
+            Method::GET
+        };
+        let url = format!("{}{}", app.base, path.replace("{file}", "app.js"));
+        let mut response = app
+            .client
+            .request(other.clone(), url)
+            .send()
+            .await
+            .expect("request");
+        let what = format!("{other} {path}");
+        assert_eq!(response.status().as_u16(), 405, "{what}");
+        let allow = response.headers().get("allow").map(|v| v.to_str().unwrap());
+        assert_eq!(allow, Some(*allowed), "{what}: Allow");
+        let body: Value = response.json().await.expect("a JSON body");
+        assert_eq!(body["error"], "method_not_allowed", "{what}");
     }
 }
 

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{Frame, event, range, spawn_app, spawn_app_with};
+use crate::helpers::{Frame, event, range, read_reply, spawn_app, spawn_app_with};
 
 #[actix_web::test]
 async fn a_stream_opens_at_once_with_proxy_safe_headers() {
@@ -90,6 +90,29 @@ async fn the_last_event_id_header_wins_over_query_parameters() {
     let mut stream = app.stream(&app.reader, "since=0", Some(3)).await;
 
     assert_eq!(stream.ids_through(4).await, vec![4]);
+}
+
+#[actix_web::test]
+async fn a_malformed_resume_point_is_refused_even_when_another_one_wins() {
+    let app = spawn_app().await;
+
+    for query in [
+        "since=abc",
+        "lastEventId=1&since=yesterday",
+        "since=99999999999999999999999",
+    ] {
+        let response = app
+            .client
+            .get(format!("{}/events/stream?{query}", app.base))
+            .bearer_auth(&app.reader)
+            .insert_header(("Last-Event-ID", "1"))
+            .send()
+            .await
+            .expect("request");
+        let reply = read_reply(response).await;
+        assert_eq!(reply.status, 400, "{query}");
+        assert_eq!(reply.error_code(), "invalid_cursor", "{query}");
+    }
 }
 
 #[actix_web::test]

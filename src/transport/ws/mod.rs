@@ -26,7 +26,7 @@ use crate::cursor::Since;
 use crate::event::TopicPattern;
 use crate::hub::{Filter, Shard};
 use crate::limits::{Admission, Limits};
-use crate::metrics::{GaugeGuard, Metrics};
+use crate::metrics::{GaugeGuard, Malformed, Metrics, Transport};
 use crate::replay::{Feed, FeedEnd, OpenError, ResetReason, Start, Unresumable};
 use crate::shutdown::Shutdown;
 use crate::store::{EventLog, LogBounds};
@@ -87,6 +87,33 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    /// The reason as `pushlog_ws_closes_total` labels it.
+    fn label(self) -> &'static str {
+        match self {
+            CloseReason::ClientLeft => "client_left",
+            CloseReason::ClientClosed => "client_closed",
+            CloseReason::Unauthenticated => "unauthenticated",
+            CloseReason::Forbidden => "forbidden",
+            CloseReason::Lagged => "lagged",
+            CloseReason::Policy => "policy",
+            CloseReason::TooBig => "too_big",
+            CloseReason::ProtocolError => "protocol_error",
+            CloseReason::HeartbeatTimeout => "heartbeat_timeout",
+            CloseReason::ShuttingDown => "shutting_down",
+            CloseReason::Full => "full",
+            CloseReason::NotUtf8 => "not_utf8",
+            CloseReason::ServerError => "server_error",
+        }
+    }
+
+    /// Whether the client broke the protocol (counted as malformed).
+    fn is_malformed_frame(self) -> bool {
+        matches!(
+            self,
+            CloseReason::TooBig | CloseReason::ProtocolError | CloseReason::NotUtf8
+        )
+    }
+
     fn code(self) -> CloseCode {
         match self {
             CloseReason::ClientLeft | CloseReason::ClientClosed => CloseCode::Normal,
@@ -207,6 +234,11 @@ async fn run(
         };
         let Closing(reason, message) = connection.serve(principal, messages).await;
         tracing::debug!(?reason, %message, "websocket closed");
+        let metrics = &connection.context.metrics;
+        metrics.ws_closed(reason.label());
+        if reason.is_malformed_frame() {
+            metrics.malformed(Malformed::WebSocketFrame);
+        }
         if reason != CloseReason::ClientLeft {
             connection.outbound.close(reason.code(), &message);
         }
@@ -377,6 +409,7 @@ impl Connection {
     /// A malformed or unknown message: answered, and counted.
     fn garbage(&mut self, message: String) -> Result<(), Closing> {
         self.garbage += 1;
+        self.context.metrics.malformed(Malformed::WebSocketMessage);
         if self.garbage > MAX_GARBAGE {
             return Err(closing(CloseReason::Policy, "too many malformed messages"));
         }
@@ -625,6 +658,9 @@ impl Connection {
         bounds: LogBounds,
         request_id: Option<&RequestId>,
     ) -> Result<(), Closing> {
+        self.context
+            .metrics
+            .reset(Transport::WebSocket, reason.as_str());
         self.send(
             ServerMessage::Reset {
                 reason,
