@@ -80,14 +80,25 @@ const session = {
  * The reader token and topics. A `?token=` in the address is taken once,
  * kept in sessionStorage (this tab only, gone with it) and removed from the
  * address bar, so it does not linger in history, bookmarks or screenshots.
+ *
+ * A `#publisher=` fragment is the same for the publish form's token: the
+ * link a development-mode server prints carries one, so that the form works
+ * without pasting. It is a fragment because a fragment is never sent: no
+ * request, server log or `Referer` header carries a token that may publish.
+ * The server itself never hands the page a token, in any mode.
  */
 function takeCredentials() {
   const url = new URL(location.href);
   const fromUrl = url.searchParams.get('token');
-  if (fromUrl !== null) {
+  const fragment = new URLSearchParams(url.hash.slice(1));
+  const publisher = fragment.get('publisher');
+  if (fromUrl !== null || publisher !== null) {
     if (fromUrl) session.set(KEYS.token, fromUrl);
+    if (publisher) session.set(KEYS.publisher, publisher);
     url.searchParams.delete('token');
-    history.replaceState(history.state, '', `${url.pathname}${url.search}${url.hash}`);
+    fragment.delete('publisher');
+    const hash = fragment.toString();
+    history.replaceState(history.state, '', `${url.pathname}${url.search}${hash ? `#${hash}` : ''}`);
   }
   const topicsParam = url.searchParams.get('topics');
   if (topicsParam) session.set(KEYS.topics, topicsParam);
@@ -199,14 +210,36 @@ function showError(error) {
   ui.error.hidden = false;
 }
 
-function start({ token, topics }) {
+/**
+ * Shows the dashboard: the newest events first, then the live stream from
+ * just after them. Without the newest events (the read failed) it goes
+ * live anyway, from now, as it did before it read any; the client then
+ * reports what is wrong with the token.
+ */
+async function start(credentials) {
+  const { topics } = credentials;
   ui.gate.hidden = true;
   ui.dashboard.hidden = false;
   ui.scope.hidden = false;
   ui.scope.textContent = `topics: ${topics.join(', ')}`;
+  ui.statusDetail.textContent = 'reading recent events…';
 
-  const client = connect({ url: serverUrl, topics, token });
+  let recent = { events: [], cursor: undefined };
+  try {
+    recent = await recentEvents(credentials);
+  } catch (error) {
+    console.warn('pushlog dashboard: no recent events, going live from now', error);
+  }
+  showHistory(recent.events);
+  goLive(credentials, recent.cursor);
+}
+
+/** The live stream, resumed after `since` (an event id), or from now. */
+function goLive(credentials, since) {
+  const { token, topics } = credentials;
+  const client = connect({ url: serverUrl, topics, token, since });
   client.on('*', receive);
+  if (since !== undefined) fillWhenJoining(client, credentials, since);
   const toaster = reconnectToaster();
   let previous = null;
   const onSnapshot = (snapshot) => {
@@ -246,7 +279,7 @@ function askForToken() {
     if (!token) return;
     session.set(KEYS.token, token);
     session.set(KEYS.topics, topicsInput.value.trim() || '*');
-    start({ token, topics: parseTopics(topicsInput.value) });
+    void start({ token, topics: parseTopics(topicsInput.value) });
   });
 }
 
@@ -255,6 +288,126 @@ ui.changeToken.addEventListener('click', () => {
   // A fresh page: the old client (and the connection it may hold) goes with it.
   location.reload();
 });
+
+// ---------------------------------------------------------------- history
+
+/** How many of the newest events the page shows when it opens. */
+const RECENT = 100;
+/** Events per request when filling a gap. */
+const FILL_PAGE = 500;
+
+/**
+ * `GET /events/missed` with the reader token: `{kind: 'page', body}`, or
+ * `{kind: 'gone', body}` for a 410 (whose body has `head` and, when
+ * retention is the cause, `oldest_id`). Throws on anything else.
+ */
+async function missed({ token, topics }, since, limit) {
+  const url = new URL('events/missed', serverUrl);
+  url.search = new URLSearchParams({ since: String(since), topics: topics.join(','), limit: String(limit) }).toString();
+  const response = await fetch(url, {
+    headers: { Accept: 'application/json', Authorization: `Bearer ${token}` },
+    cache: 'no-store',
+  });
+  const body = await response.json().catch(() => null);
+  if (response.status === 200 && Array.isArray(body?.events) && isId(body.next_since) && isId(body.head)) {
+    return { kind: 'page', body: { ...body, events: body.events.filter(isEvent) } };
+  }
+  if (response.status === 410 && isId(body?.head)) return { kind: 'gone', body };
+  throw new Error(`GET /events/missed answered ${response.status}${body?.error ? ` (${body.error})` : ''}`);
+}
+
+const isId = (value) => Number.isSafeInteger(value) && value >= 0;
+const isEvent = (event) =>
+  isId(event?.id) && event.id > 0 && typeof event.topic === 'string' && typeof event.type === 'string';
+
+/**
+ * The newest id in the log. `GET /readyz` says it without reading the log;
+ * when the server is not ready (draining, or a disk that refuses writes,
+ * while reads still work) a one-event page says it too, as every page and
+ * every 410 does. (Only the fallback: with topics that match little, even
+ * one event can take a long scan from the start of a large log.)
+ */
+async function newestId(credentials) {
+  try {
+    const response = await fetch(new URL('readyz', serverUrl), { cache: 'no-store' });
+    const body = response.ok ? await response.json() : null;
+    if (isId(body?.head)) return body.head;
+  } catch {
+    // Asked the other way below.
+  }
+  return (await missed(credentials, 0, 1)).body.head;
+}
+
+/**
+ * The newest events, and the cursor the live stream resumes from.
+ *
+ * The log reads forward from a cursor, so first the newest id, then the
+ * events after `head - RECENT`: the last RECENT ids, fewer events when the
+ * topics or an audience leave some out. If retention deleted part of that
+ * meanwhile, the 410 names the oldest id left and the read starts just
+ * before it. The page's `next_since` covers every event it holds and none
+ * it does not (a full page stops at its last event), so the stream resumed
+ * from it brings each later event once: no duplicate, no gap, even when
+ * events are published while the page loads.
+ */
+async function recentEvents(credentials) {
+  let since = Math.max(0, (await newestId(credentials)) - RECENT);
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const answer = await missed(credentials, since, RECENT);
+    if (answer.kind === 'page') return { events: answer.body.events, cursor: answer.body.next_since };
+    const { head, oldest_id: oldest } = answer.body;
+    since = Math.max(0, head - RECENT, isId(oldest) ? oldest - 1 : 0);
+  }
+  throw new Error('retention kept deleting the events being read');
+}
+
+/**
+ * Older events, put in their place by id: the first read, or a filled gap.
+ * Any already shown (or held while paused) are left as they are.
+ */
+function showHistory(list) {
+  const known = new Set([...events, ...pending].map((event) => event.id));
+  const added = list.filter((event) => !known.has(event.id));
+  if (added.length === 0) return;
+  for (const event of added) count(event);
+  events = [...events, ...added].sort((a, b) => a.id - b.id).slice(-MAX_EVENTS);
+  rerender();
+}
+
+/**
+ * A tab that joins another tab's connection (one connection serves all
+ * tabs) takes that tab's cursor, which can be past `since`: what was
+ * committed between this page's read and its joining was relayed before it
+ * listened. So a joining tab reads `(since, cursor]` once, at the cursor's
+ * first move, and puts in place what it lacks. A tab that holds the
+ * connection itself resumed from `since` and needs nothing.
+ */
+function fillWhenJoining(client, credentials, since) {
+  const stop = client.subscribe((snapshot) => {
+    const at = snapshot.lastEventId;
+    if (at === null || at <= since) return;
+    stop();
+    if (snapshot.isLeader) return;
+    fill(credentials, since, at).catch((error) =>
+      console.warn('pushlog dashboard: could not read the events before joining', error),
+    );
+  });
+}
+
+/** Events in `(since, until]`, at most MAX_EVENTS, shown in their place. */
+async function fill(credentials, since, until) {
+  const found = [];
+  let cursor = since;
+  while (cursor < until && found.length < MAX_EVENTS) {
+    const answer = await missed(credentials, cursor, FILL_PAGE);
+    // Retention took them: there is nothing left to show.
+    if (answer.kind !== 'page') break;
+    found.push(...answer.body.events.filter((event) => event.id <= until));
+    if (!answer.body.has_more || answer.body.next_since <= cursor) break;
+    cursor = answer.body.next_since;
+  }
+  showHistory(found);
+}
 
 // ---------------------------------------------------------------- stream
 
@@ -268,12 +421,17 @@ const topicCounts = new Map();
 const types = new Set();
 const rows = new WeakMap();
 
-function receive(event) {
+/** Counts an event, live or read from the log, in the totals. */
+function count(event) {
   received += 1;
   ui.total.textContent = `${received} received`;
   topicCounts.set(event.topic, (topicCounts.get(event.topic) ?? 0) + 1);
-  renderCounters();
   noteType(event.type);
+}
+
+function receive(event) {
+  count(event);
+  renderCounters();
   if (event.entity) showHint(event.entity);
   if (paused) {
     pending.push(event);
@@ -502,8 +660,6 @@ function showToast(text) {
 
 // -------------------------------------------------------------- publish
 
-field(ui.publishForm, 'token').value = session.get(KEYS.publisher) ?? '';
-
 ui.publishForm.addEventListener('submit', async (e) => {
   e.preventDefault();
   const form = ui.publishForm;
@@ -562,6 +718,7 @@ ui.publishForm.addEventListener('submit', async (e) => {
 // ----------------------------------------------------------------- start
 
 const credentials = takeCredentials();
-if (credentials.token) start(credentials);
+field(ui.publishForm, 'token').value = session.get(KEYS.publisher) ?? '';
+if (credentials.token) void start(credentials);
 else askForToken();
 renderEmpty();

@@ -1,10 +1,16 @@
 //! Configuration: every setting is an environment variable and a matching
 //! command-line flag, with the contract's defaults. A value that does not
 //! parse stops the process with a message; nothing falls back silently.
+//! Messages name the setting the way the user set it: the variable when the
+//! value came from the environment, the flag when from the command line.
 
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::parser::ValueSource;
+use clap::{Arg, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::client_address::TrustedProxy;
 use crate::store::Retention;
@@ -190,6 +196,236 @@ pub struct Config {
     pub stalled_write_secs: u64,
 }
 
+impl Cli {
+    /// The process's command line and environment. A value that does not
+    /// parse ends the process with status 2 and a message naming what the
+    /// user set (see [`Cli::try_parse_named`]); `--help` and `--version`
+    /// end it as clap does.
+    pub fn parse_named() -> (Cli, Origins) {
+        match Cli::try_parse_named(std::env::args_os(), |name| std::env::var_os(name)) {
+            Ok(parsed) => parsed,
+            Err(ParseError::Clap(error)) => error.exit(),
+            Err(named) => {
+                eprintln!("pushlog: {}", named.message());
+                std::process::exit(2)
+            }
+        }
+    }
+
+    /// Parses `args`, with the environment as clap reads it. clap reports a
+    /// bad value under its flag wherever the value came from, which sends
+    /// someone who set `PUSHLOG_RETENTION` looking for a `--retention` they
+    /// never typed; so a bad value or a conflict is told again here under
+    /// the name the user set, found from `args` and `env` (the variable
+    /// lookup, a parameter so tests need not touch the process's
+    /// environment). Anything else is clap's own error.
+    pub fn try_parse_named<I, T>(
+        args: I,
+        env: impl Fn(&str) -> Option<OsString>,
+    ) -> Result<(Cli, Origins), ParseError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString>,
+    {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let mut command = Cli::command();
+        // Built, as parsing builds its own copy: an argument is displayed
+        // (and so found by clap's name for it) only once built.
+        command.build();
+        let matches = command
+            .clone()
+            .try_get_matches_from(&args)
+            .map_err(|error| ParseError::named(error, &command, &args, &env))?;
+        let cli = Cli::from_arg_matches(&matches).map_err(ParseError::Clap)?;
+        Ok((cli, Origins::of(&command, &matches)))
+    }
+}
+
+/// A command line or environment pushlog cannot run with.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// A value that does not parse, under the name the user set it by.
+    #[error("{}", describe_invalid(setting, value.as_deref(), reason))]
+    Invalid {
+        /// `PUSHLOG_RETENTION` or `--retention`.
+        setting: String,
+        /// What was given; `None` for a value never to be echoed (secrets).
+        value: Option<String>,
+        reason: String,
+        /// What the setting takes: its help text.
+        accepted: Option<String>,
+    },
+    /// Two settings that exclude each other, both set.
+    #[error("{first} and {second} cannot both be set: use one")]
+    Conflict { first: String, second: String },
+    /// Everything else (`--help`, an unknown flag, a missing value), as
+    /// clap words it: those name the flags as they were typed.
+    #[error(transparent)]
+    Clap(clap::Error),
+}
+
+fn describe_invalid(setting: &str, value: Option<&str>, reason: &str) -> String {
+    match value {
+        Some(value) => format!("invalid value {value:?} for {setting}: {reason}"),
+        None => format!("invalid value for {setting}: {reason}"),
+    }
+}
+
+impl ParseError {
+    /// The message as printed: the error, then on a line of its own what
+    /// the setting accepts.
+    pub fn message(&self) -> String {
+        match self {
+            ParseError::Invalid {
+                setting,
+                accepted: Some(accepted),
+                ..
+            } => format!("{self}\n  {setting}: {accepted}"),
+            _ => self.to_string(),
+        }
+    }
+
+    fn named(
+        error: clap::Error,
+        command: &clap::Command,
+        args: &[OsString],
+        env: &impl Fn(&str) -> Option<OsString>,
+    ) -> ParseError {
+        let arg_named = |context| match error.get(context) {
+            Some(ContextValue::String(shown)) => command
+                .get_arguments()
+                .find(|arg| arg.to_string() == *shown),
+            Some(ContextValue::Strings(shown)) => shown.first().and_then(|shown| {
+                command
+                    .get_arguments()
+                    .find(|arg| arg.to_string() == *shown)
+            }),
+            _ => None,
+        };
+        match error.kind() {
+            ErrorKind::ValueValidation | ErrorKind::InvalidValue => {
+                let Some(arg) = arg_named(ContextKind::InvalidArg) else {
+                    return ParseError::Clap(error);
+                };
+                let from_env = source_of(arg, args, env) == Some(ValueSource::EnvVariable);
+                // A secret is not echoed, wherever it came from.
+                let value = match error.get(ContextKind::InvalidValue) {
+                    Some(ContextValue::String(value)) if !arg.is_hide_env_values_set() => {
+                        Some(value.clone())
+                    }
+                    _ => None,
+                };
+                let reason = match (error.kind(), error.get(ContextKind::ValidValue)) {
+                    (ErrorKind::InvalidValue, Some(ContextValue::Strings(valid))) => {
+                        format!("use one of {}", valid.join(", "))
+                    }
+                    _ => std::error::Error::source(&error)
+                        .map(ToString::to_string)
+                        .unwrap_or_else(|| "not a valid value".into()),
+                };
+                ParseError::Invalid {
+                    setting: name_of(arg, from_env),
+                    value,
+                    reason,
+                    accepted: arg.get_help().map(ToString::to_string),
+                }
+            }
+            ErrorKind::ArgumentConflict => {
+                match (
+                    arg_named(ContextKind::InvalidArg),
+                    arg_named(ContextKind::PriorArg),
+                ) {
+                    (Some(first), Some(second)) => {
+                        let name = |arg: &Arg| {
+                            let from_env =
+                                source_of(arg, args, env) == Some(ValueSource::EnvVariable);
+                            name_of(arg, from_env)
+                        };
+                        ParseError::Conflict {
+                            first: name(first),
+                            second: name(second),
+                        }
+                    }
+                    _ => ParseError::Clap(error),
+                }
+            }
+            _ => ParseError::Clap(error),
+        }
+    }
+}
+
+/// Where `arg`'s value came from when parsing failed (clap's matches, which
+/// would say, are lost with the error): the command line when its flag is
+/// there, which wins over the environment as in clap; else the environment
+/// when its variable is set.
+fn source_of(
+    arg: &Arg,
+    args: &[OsString],
+    env: &impl Fn(&str) -> Option<OsString>,
+) -> Option<ValueSource> {
+    let on_command_line = arg.get_long().is_some_and(|long| {
+        let flag = format!("--{long}");
+        let with_value = format!("--{long}=");
+        args.iter()
+            .skip(1)
+            .take_while(|given| given.as_os_str() != OsStr::new("--"))
+            .filter_map(|given| given.to_str())
+            .any(|given| given == flag || given.starts_with(&with_value))
+    });
+    if on_command_line {
+        Some(ValueSource::CommandLine)
+    } else if arg
+        .get_env()
+        .and_then(|name| name.to_str())
+        .is_some_and(|name| env(name).is_some())
+    {
+        Some(ValueSource::EnvVariable)
+    } else {
+        None
+    }
+}
+
+/// `PUSHLOG_RETENTION` when the value came from the environment, else
+/// `--retention`.
+fn name_of(arg: &Arg, from_env: bool) -> String {
+    match (from_env, arg.get_env(), arg.get_long()) {
+        (true, Some(env), _) => env.to_string_lossy().into_owned(),
+        (_, _, Some(long)) => format!("--{long}"),
+        _ => arg.get_id().to_string(),
+    }
+}
+
+/// Where each setting of a successful parse came from, so that an error
+/// found later (an address that cannot be bound, a database that cannot be
+/// opened) names the setting to fix the way the user set it.
+#[derive(Debug)]
+pub struct Origins {
+    names: HashMap<String, String>,
+}
+
+impl Origins {
+    fn of(command: &clap::Command, matches: &ArgMatches) -> Origins {
+        let names = command
+            .get_arguments()
+            .map(|arg| {
+                let id = arg.get_id().as_str();
+                // A default is changed through the variable, the way a
+                // deployment configures; the flag only when it was typed.
+                let typed = matches.value_source(id) == Some(ValueSource::CommandLine);
+                (id.to_owned(), name_of(arg, !typed))
+            })
+            .collect();
+        Origins { names }
+    }
+
+    /// The name of the setting with this field name (`"database_url"`):
+    /// `--database-url` when the command line set it, else
+    /// `PUSHLOG_DATABASE_URL`.
+    pub fn name<'a>(&'a self, field: &'a str) -> &'a str {
+        self.names.get(field).map_or(field, String::as_str)
+    }
+}
+
 impl Config {
     /// The defaults, as if no variable or flag were given.
     pub fn defaults() -> Config {
@@ -278,6 +514,47 @@ mod tests {
         assert_eq!(parse_retention("forever"), Ok(Retention::default()));
         assert!(parse_retention("0").is_err());
         assert!(parse_retention("1d,2d").is_err());
+    }
+
+    /// The command line alone, as if no variable were set.
+    fn parse(args: &[&str]) -> Result<(Cli, Origins), ParseError> {
+        Cli::try_parse_named(args.iter().copied(), |_| None)
+    }
+
+    #[test]
+    fn a_bad_value_on_the_command_line_is_named_by_its_flag_with_what_it_takes() {
+        let Err(error) = parse(&["pushlog", "--retention=banana"]) else {
+            panic!("banana is no retention");
+        };
+        assert!(
+            matches!(&error, ParseError::Invalid { setting, value: Some(value), .. }
+                if setting == "--retention" && value == "banana"),
+            "{error:?}"
+        );
+        assert!(error.message().contains("`forever`"), "{}", error.message());
+    }
+
+    #[test]
+    fn a_bad_choice_lists_the_choices() {
+        let Err(error) = parse(&["pushlog", "--log-format", "xml"]) else {
+            panic!("xml is no log format");
+        };
+        assert!(error.to_string().contains("text, json"), "{error}");
+    }
+
+    #[test]
+    fn settings_are_named_by_their_flag_only_when_the_command_line_set_them() {
+        let (_, origins) = parse(&["pushlog", "--addr", "127.0.0.1:9"]).expect("parses");
+        assert_eq!(origins.name("addr"), "--addr");
+        assert_eq!(origins.name("database_url"), "PUSHLOG_DATABASE_URL");
+    }
+
+    #[test]
+    fn usage_mistakes_keep_clap_words() {
+        assert!(matches!(
+            parse(&["pushlog", "--no-such-flag"]),
+            Err(ParseError::Clap(_))
+        ));
     }
 
     #[test]

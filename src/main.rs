@@ -2,12 +2,12 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use pushlog::auth::{Authenticator, KeyError};
 use pushlog::config::{Cli, Command, Config, TokenArgs};
-use pushlog::startup::{self, Application};
+use pushlog::startup::{self, Application, StartupError};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let (cli, origins) = Cli::parse_named();
     pushlog::telemetry::init(cli.config.log_format);
     let result = match cli.command {
         Some(Command::Token(args)) => mint(&cli.config, &args),
@@ -19,12 +19,32 @@ fn main() -> ExitCode {
             let mut message = error.to_string();
             let mut source = error.source();
             while let Some(cause) = source {
-                message.push_str(&format!(": {cause}"));
+                // sqlx's errors repeat their source in their own words.
+                let cause_text = cause.to_string();
+                if !message.ends_with(&cause_text) {
+                    message.push_str(&format!(": {cause_text}"));
+                }
                 source = cause.source();
+            }
+            if let Some(setting) = setting_behind(&*error) {
+                message.push_str(&format!(" (check {})", origins.name(setting)));
             }
             eprintln!("pushlog: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The setting (its field name) whose value made startup fail, so the
+/// message names what to fix.
+fn setting_behind(error: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    match error.downcast_ref::<StartupError>()? {
+        StartupError::Bind { .. } => Some("addr"),
+        StartupError::Store(_) => Some("database_url"),
+        StartupError::Key(KeyError::ShortSecret(_)) => Some("jwt_secret"),
+        StartupError::Key(KeyError::BadPublicKey(_) | KeyError::UnknownKeyType)
+        | StartupError::KeyFile { .. } => Some("jwt_public_key"),
+        _ => None,
     }
 }
 
@@ -53,10 +73,16 @@ fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     runtime.block_on(async {
         let (auth, development) = startup::authenticator(&config)?;
-        if development {
-            announce_development_mode(&auth, &config.addr)?;
-        }
+        let tokens = development
+            .then(|| DevelopmentTokens::mint(&auth))
+            .transpose()?;
+        // Everything a bad setting can fail (the address, the database) is
+        // tried before the development tokens are printed: an error must
+        // not scroll by above a banner that reads like success.
         let app = Application::build(&config, auth).await?;
+        if let Some(tokens) = tokens {
+            tokens.announce(app.port());
+        }
         let handle = app.handle();
         tokio::spawn(async move {
             wait_for_signal().await;
@@ -67,24 +93,40 @@ fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     })
 }
 
-fn announce_development_mode(
-    auth: &pushlog::auth::Authenticator,
-    addr: &str,
-) -> Result<(), Box<dyn std::error::Error>> {
-    const DAY: u64 = 24 * 3600;
-    let publisher = auth.mint("dev-publisher", &["publisher".into()], None, DAY)?;
-    let reader = auth.mint("dev-reader", &[], None, DAY)?;
-    tracing::warn!(
-        "DEVELOPMENT MODE: no PUSHLOG_JWT_SECRET or PUSHLOG_JWT_PUBLIC_KEY is set, so this run \
-         signs tokens with a random secret that dies with the process. Never run like this in \
-         production."
-    );
-    println!("pushlog development tokens (valid 24h, for this run only):");
-    println!("  publisher: {publisher}");
-    println!("  reader:    {reader}");
-    let port = addr.rsplit(':').next().unwrap_or("8080");
-    println!("  dashboard: http://localhost:{port}/?token={reader}");
-    Ok(())
+/// Tokens for a development run, signed with its throwaway secret.
+struct DevelopmentTokens {
+    publisher: String,
+    reader: String,
+}
+
+impl DevelopmentTokens {
+    fn mint(auth: &Authenticator) -> Result<DevelopmentTokens, KeyError> {
+        const DAY: u64 = 24 * 3600;
+        Ok(DevelopmentTokens {
+            publisher: auth.mint("dev-publisher", &["publisher".into()], None, DAY)?,
+            reader: auth.mint("dev-reader", &[], None, DAY)?,
+        })
+    }
+
+    /// The loud warning, the tokens, and a dashboard link that carries both:
+    /// the reader token to watch, and in the fragment the publisher token for
+    /// the page's publish form. A fragment never leaves the browser (no
+    /// request, log or `Referer` carries it) and the page drops it from the
+    /// address bar at once; the link goes only to this terminal, next to the
+    /// same token printed in full. The server hands the page no token itself,
+    /// so nothing of this exists outside development mode.
+    fn announce(&self, port: u16) {
+        tracing::warn!(
+            "DEVELOPMENT MODE: no PUSHLOG_JWT_SECRET or PUSHLOG_JWT_PUBLIC_KEY is set, so this \
+             run signs tokens with a random secret that dies with the process. Never run like \
+             this in production."
+        );
+        let DevelopmentTokens { publisher, reader } = self;
+        println!("pushlog development tokens (valid 24h, for this run only):");
+        println!("  publisher: {publisher}");
+        println!("  reader:    {reader}");
+        println!("  dashboard: http://localhost:{port}/?token={reader}#publisher={publisher}");
+    }
 }
 
 async fn wait_for_signal() {

@@ -38,6 +38,7 @@ const CHROMIUM_ARGS = [
 const TABS = 8;
 
 const row = (id) => `[data-testid="event-row"][data-id="${id}"]`;
+
 const timings = {};
 
 /** Milliseconds from now until `promise` settles, recorded under `name`. */
@@ -58,9 +59,13 @@ describe('dashboard in Chromium against the real server', () => {
   const pageErrors = [];
 
   async function openTab(withToken = true) {
+    return openPage(withToken ? `/?token=${reader}` : '/');
+  }
+
+  async function openPage(path) {
     const page = await context.newPage();
     page.on('pageerror', (error) => pageErrors.push(`${page.url()}: ${error.message}`));
-    await page.goto(withToken ? `${server.url}/?token=${reader}` : `${server.url}/`);
+    await page.goto(`${server.url}${path}`);
     return page;
   }
 
@@ -182,6 +187,52 @@ describe('dashboard in Chromium against the real server', () => {
     await first.waitForSelector('[data-testid="entity-hint"]:has-text("fault 43 created — refetch")');
   });
 
+  it('opens showing the most recent events, then goes live from there with none twice or missing', async () => {
+    const shownBefore = await first.$$eval('[data-testid="event-row"]', (rows) =>
+      rows.map((r) => ({ id: Number(r.dataset.id), topic: r.dataset.topic })),
+    );
+    // Events keep coming while the pages open: the page read from the log
+    // and the stream resumed after it must meet exactly.
+    let opening = true;
+    const during = [];
+    const publishing = (async () => {
+      for (let n = 0; opening && n < 40; n++) {
+        during.push(...(await server.publish(batch('alerts', 1, 'message:new', 200 + n))));
+        await new Promise((done) => setTimeout(done, 15));
+      }
+    })();
+    // One page with a connection of its own (other topics: another
+    // connection), resuming from its page; one joining `first`'s connection,
+    // which fills in what went by while it joined. The second carries the
+    // publisher token in its fragment, as the development-mode link does.
+    const own = await openPage(`/?token=${reader}&topics=faults,alerts`);
+    const joined = await openPage(`/?token=${reader}#publisher=${publisher}`);
+    await Promise.all([own, joined].map((page) => waitForStatus(page, 'green')));
+    const atGreen = await rowIds(joined);
+    opening = false;
+    await publishing;
+
+    const everything = [...shownBefore.map((e) => e.id).reverse(), ...during.map((e) => e.id)];
+    const ownTopics = [...shownBefore.filter((e) => e.topic === 'faults' || e.topic === 'alerts').map((e) => e.id).reverse(),
+      ...during.map((e) => e.id)];
+    assert.ok(shownBefore.length > 0 && atGreen.length >= shownBefore.length, `opened with history: ${atGreen}`);
+    for (const [page, expected] of [[joined, everything], [own, ownTopics]]) {
+      await page.waitForSelector(row(during.at(-1).id));
+      assert.deepEqual(await rowIds(page), [...expected].reverse(), 'newest first, each once, none missing');
+    }
+    await shot(joined, '02b-opened-with-history');
+
+    // The publisher token came in the fragment: the form publishes as is,
+    // and the token is gone from the address bar.
+    assert.ok(!joined.url().includes('publisher='), `the token left the address bar: ${joined.url()}`);
+    assert.equal(await joined.inputValue('[data-testid="publish-token"]'), publisher);
+    await joined.click('[data-testid="publish-submit"]');
+    await joined.waitForSelector('[data-testid="publish-result"][data-outcome="ok"]');
+    const id = Number(/#(\d+)/.exec(await joined.textContent('[data-testid="publish-result"]'))[1]);
+    await Promise.all([own, joined, first].map((page) => page.waitForSelector(row(id))));
+    await Promise.all([own.close(), joined.close()]);
+  });
+
   it('turns red when the server is killed', async () => {
     await server.kill();
     await timed('kill_to_red', waitForStatus(first, 'red'));
@@ -252,10 +303,10 @@ describe('dashboard in Chromium against the real server', () => {
       const shown = await rowIds(page);
       for (const id of ids) assert.equal(shown.filter((x) => x === id).length, 1, `event ${id} once in every tab`);
     }
-    const metrics = await server.metrics();
-    assert.equal(metrics.ws_connections + metrics.sse_connections, 1, JSON.stringify(metrics));
+    const streams = await server.connections();
+    assert.equal(streams, 1, `${streams} streams open`);
     timings.tabs = TABS;
-    timings.tabs_server_connections = metrics.ws_connections + metrics.sse_connections;
+    timings.tabs_server_connections = streams;
     await shot(tabs[TABS - 1], '05-follower-tab');
 
     // The leader goes; another tab takes over and nothing is lost.

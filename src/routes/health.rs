@@ -11,7 +11,10 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// The log answers and the server is not draining.
+/// The log answers, it can write, and the server is not draining. Writing
+/// is checked apart from answering: on a full disk or read-only files the
+/// log still answers reads while every publish is refused, and a node in
+/// that state should not be sent publishers.
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if state.shutdown.is_draining() {
         return Err(ApiError::Unavailable {
@@ -24,6 +27,13 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         ApiError::Unavailable {
             code: "log_unavailable",
             message: "the event log does not answer".into(),
+        }
+    })?;
+    state.log.check_writable().await.map_err(|error| {
+        tracing::warn!(error = %error, "readiness check: the log cannot write");
+        ApiError::Unavailable {
+            code: "log_unavailable",
+            message: "the event log cannot write: publishes are refused until it can".into(),
         }
     })?;
     Ok(HttpResponse::Ok().json(json!({"status": "ready", "head": state.log.bounds().head})))

@@ -82,6 +82,14 @@ pub(super) trait LogBackend: Send + 'static {
         }
     }
 
+    /// One durable write that changes nothing of the log: a transaction
+    /// under the write lock that dirties a page and commits (with the
+    /// fsync). Succeeds only when the database accepts writes, which a
+    /// read (`SELECT 1`) cannot tell: on a full disk or read-only files
+    /// reads go on working. Asked for only after a write failed, to learn
+    /// when the log can write again.
+    fn probe(&mut self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Deletes the oldest batch within `scope`, under the write lock; raises
     /// `position`'s pruned mark before the deletes commit. Returns how many
     /// rows went.

@@ -41,6 +41,14 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
+    /// SQLite's own words ("unable to open database file") name no file,
+    /// so a first run in the wrong directory could not tell which one.
+    #[error("cannot open the SQLite database {}{}", path.display(), sqlite::open_hint(path, source))]
+    SqliteOpen {
+        path: std::path::PathBuf,
+        #[source]
+        source: sqlx::Error,
+    },
     #[error("the log writer has stopped")]
     WriterGone,
     #[error("the transaction did not commit; nothing was appended")]
@@ -86,6 +94,8 @@ pub struct EventLog {
     position: Arc<LogPosition>,
     /// Counts every failed read and write in `pushlog_store_errors`.
     metrics: Arc<Metrics>,
+    /// Whether the writer's last write failed, for readiness.
+    health: Arc<writer::WriteHealth>,
 }
 
 /// The read side of either backend.
@@ -114,17 +124,25 @@ impl EventLog {
     pub async fn open(database_url: &str, metrics: Arc<Metrics>) -> Result<OpenedLog, StoreError> {
         let (announce, committed) = mpsc::channel(COMMITTED_QUEUE);
         let poke = Arc::new(Notify::new());
+        let health = Arc::new(writer::WriteHealth::default());
         if !postgres::is_postgres_url(database_url) {
             let (reader, backend, position) = sqlite::open(database_url).await?;
             let position = Arc::new(position);
-            let (commands, writer_task) =
-                writer::spawn(backend, position.clone(), poke, announce, metrics.clone());
+            let (commands, writer_task) = writer::spawn(
+                backend,
+                position.clone(),
+                poke,
+                announce,
+                metrics.clone(),
+                health.clone(),
+            );
             return Ok(OpenedLog {
                 log: EventLog {
                     reader: Reader::Sqlite(reader),
                     writer: commands,
                     position,
                     metrics,
+                    health,
                 },
                 committed,
                 writer_task,
@@ -137,6 +155,7 @@ impl EventLog {
             poke.clone(),
             announce.clone(),
             metrics.clone(),
+            health.clone(),
         );
         let follower = follower::Follower {
             reader: opened.follower_reader,
@@ -160,6 +179,7 @@ impl EventLog {
                 writer: commands,
                 position: opened.position,
                 metrics,
+                health,
             },
             committed,
             writer_task,
@@ -301,6 +321,27 @@ impl EventLog {
             Reader::Postgres(reader) => reader.ping().await,
         };
         self.counted(answered)
+    }
+
+    /// Whether the log can write. `Ok` at once while no write has failed
+    /// since the last one that committed, so a healthy log pays one atomic
+    /// load; after a failure the writer probes with a write of its own (see
+    /// `WriteHealth`), so this turns `Ok` again by itself once the disk
+    /// accepts writes. `CommitFailed` while it does not.
+    pub async fn check_writable(&self) -> Result<(), StoreError> {
+        if !self.health.is_failing() {
+            return Ok(());
+        }
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(writer::Command::Probe { reply })
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        match answer.await {
+            Ok(true) => Ok(()),
+            Ok(false) => self.counted(Err(StoreError::CommitFailed)),
+            Err(_) => Err(StoreError::WriterGone),
+        }
     }
 
     pub async fn close(&self) {

@@ -4,6 +4,7 @@
 //! is fsynced, so an acknowledged event survives `kill -9` and an OS crash.
 //! Group commit (see `writer`) is what keeps that affordable.
 
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -37,12 +38,52 @@ fn connect_options(database_url: &str) -> Result<SqliteConnectOptions, StoreErro
         .busy_timeout(Duration::from_secs(5)))
 }
 
+/// The database file as an operator should look for it: a relative path
+/// is resolved against the working directory, which is what SQLite does and
+/// what a first run in the wrong directory gets wrong.
+fn shown_path(path: &Path) -> PathBuf {
+    if path.is_relative() && path != Path::new(":memory:") {
+        std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+    } else {
+        path.to_owned()
+    }
+}
+
+/// What to check when SQLite cannot open (`SQLITE_CANTOPEN`) or create the
+/// file beside its journal (`SQLITE_READONLY`): the file's directory. Other
+/// failures (a file that is not a database) get no guess.
+pub(super) fn open_hint(path: &Path, error: &sqlx::Error) -> String {
+    const CANTOPEN: i32 = 14;
+    const READONLY: i32 = 8;
+    let primary = match error {
+        sqlx::Error::Database(database) => database
+            .code()
+            .and_then(|code| code.parse::<i32>().ok())
+            .map(|code| code & 0xff),
+        _ => None,
+    };
+    match (primary, path.parent()) {
+        (Some(CANTOPEN | READONLY), Some(directory)) if !directory.as_os_str().is_empty() => {
+            format!(
+                " (the directory {} must exist and be writable by this user)",
+                directory.display()
+            )
+        }
+        _ => String::new(),
+    }
+}
+
 /// Opens the database, applies the migrations, and reads where the log is.
 pub(super) async fn open(
     database_url: &str,
 ) -> Result<(Reader, SqliteWriter, LogPosition), StoreError> {
     let options = connect_options(database_url)?;
-    let mut conn = SqliteConnection::connect_with(&options).await?;
+    let mut conn = SqliteConnection::connect_with(&options)
+        .await
+        .map_err(|source| StoreError::SqliteOpen {
+            path: shown_path(options.get_filename()),
+            source,
+        })?;
     sqlx::migrate!("./migrations/sqlite").run(&mut conn).await?;
     let position = load_position(&mut conn).await?;
     let last_timestamp = last_timestamp(&mut conn).await?;
@@ -117,6 +158,23 @@ impl SqliteWriter {
         Ok(events)
     }
 
+    /// Moves `log_meta`'s row one way and back: SQLite skips a write that
+    /// leaves a row as it was (no page gets dirty, the commit writes
+    /// nothing), but a row changed and restored in one transaction is a
+    /// dirty page, so the commit appends one frame to the WAL and fsyncs
+    /// it, just as an append's commit would.
+    async fn try_probe(&mut self) -> Result<(), StoreError> {
+        let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query("UPDATE log_meta SET pruned_through = pruned_through + 1 WHERE singleton = 1")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE log_meta SET pruned_through = pruned_through - 1 WHERE singleton = 1")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn try_prune(
         &mut self,
         scope: PruneScope,
@@ -148,6 +206,12 @@ impl LogBackend for SqliteWriter {
         self.usable().await?;
         let appended = self.try_append(keys, decide).await;
         self.checked(appended)
+    }
+
+    async fn probe(&mut self) -> Result<(), StoreError> {
+        self.usable().await?;
+        let probed = self.try_probe().await;
+        self.checked(probed)
     }
 
     async fn prune(

@@ -16,6 +16,7 @@
 use crate::metrics::Metrics;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -47,6 +48,8 @@ pub(super) enum Command {
     },
     /// Move the outbox's committed rows into the log (shared logs only).
     Relay,
+    /// Answer whether the log can write now (see [`WriteHealth`]).
+    Probe { reply: oneshot::Sender<bool> },
     /// Finish what was queued before this, then stop.
     Stop,
 }
@@ -97,6 +100,30 @@ pub enum AppendRejected {
     },
 }
 
+/// Whether the log's last write failed: set by the writer when a commit
+/// fails, cleared by the next one that succeeds. Readiness reads it, since
+/// the read that answers `readyz` otherwise goes on succeeding on a full
+/// disk or read-only files while every publish is refused. While it is set,
+/// a readiness check has the writer probe with a write of its own (see
+/// `LogBackend::probe`), so readiness turns green again by itself once the
+/// disk accepts writes, without waiting for a publish to try.
+#[derive(Debug, Default)]
+pub(crate) struct WriteHealth {
+    failing: AtomicBool,
+}
+
+impl WriteHealth {
+    pub(crate) fn is_failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
+
+    /// One relaxed store per commit: the flag orders nothing else, and a
+    /// reader that sees it a moment late only probes once more.
+    fn record(&self, failed: bool) {
+        self.failing.store(failed, Ordering::Relaxed);
+    }
+}
+
 /// Starts the writer on `backend`. `poke` is notified after each commit a
 /// backend does not announce itself, for the follower that reads it back.
 pub(super) fn spawn<B: LogBackend>(
@@ -105,6 +132,7 @@ pub(super) fn spawn<B: LogBackend>(
     poke: Arc<Notify>,
     announce: mpsc::Sender<Arc<[Event]>>,
     metrics: Arc<Metrics>,
+    health: Arc<WriteHealth>,
 ) -> (mpsc::Sender<Command>, tokio::task::JoinHandle<()>) {
     let (commands, inbox) = mpsc::channel(COMMAND_QUEUE);
     let task = tokio::spawn(async move {
@@ -114,6 +142,7 @@ pub(super) fn spawn<B: LogBackend>(
             announce,
             poke,
             metrics,
+            health,
         };
         writer.run(inbox).await;
     });
@@ -126,6 +155,7 @@ struct Writer<B> {
     announce: mpsc::Sender<Arc<[Event]>>,
     poke: Arc<Notify>,
     metrics: Arc<Metrics>,
+    health: Arc<WriteHealth>,
 }
 
 /// One request's decision: new events to insert, and the answer it gets once
@@ -139,6 +169,7 @@ struct Decided {
 impl<B: LogBackend> Writer<B> {
     async fn run(mut self, mut inbox: mpsc::Receiver<Command>) {
         let mut pending = Vec::new();
+        let mut probes = Vec::new();
         let mut stopping = false;
         // Ends on `Stop` or when every `EventLog` handle is gone. Commands
         // queue in order, so every request sent before `Stop` is answered.
@@ -157,6 +188,7 @@ impl<B: LogBackend> Writer<B> {
                         appends.push((batch, reply));
                     }
                     Command::Relay => relay = true,
+                    Command::Probe { reply } => probes.push(reply),
                     Command::Prune {
                         retention,
                         batch,
@@ -175,7 +207,19 @@ impl<B: LogBackend> Writer<B> {
                 self.commit_group(appends, relay).await;
             }
             for (retention, batch, reply) in pending.drain(..) {
-                let _ = reply.send(self.prune(retention, batch).await);
+                let pruned = self.prune(retention, batch).await;
+                if pruned.is_err() {
+                    self.health.record(true);
+                }
+                let _ = reply.send(pruned);
+            }
+            if !probes.is_empty() {
+                // However many readiness checks queued, one probe answers
+                // them all.
+                let writable = self.probe().await;
+                for reply in probes.drain(..) {
+                    let _ = reply.send(writable);
+                }
             }
             if stopping {
                 break;
@@ -208,7 +252,7 @@ impl<B: LogBackend> Writer<B> {
             Err(error) => {
                 let unanswered = undecided.into_iter().flatten().map(|(_, reply)| reply);
                 let decided = decided.into_iter().map(|d| d.reply);
-                return fail(error, unanswered.chain(decided));
+                return self.fail(error, unanswered.chain(decided));
             }
         };
         self.committed(new_events, decided).await;
@@ -226,7 +270,7 @@ impl<B: LogBackend> Writer<B> {
             .await
         {
             Ok(events) => events,
-            Err(error) => return fail(error, replies.into_iter()),
+            Err(error) => return self.fail(error, replies.into_iter()),
         };
         let mut rest = new_events.as_slice();
         let decided = sizes
@@ -249,6 +293,7 @@ impl<B: LogBackend> Writer<B> {
     /// answers each request.
     async fn committed(&mut self, new_events: Vec<Event>, decided: Vec<Decided>) {
         if let Some(last) = new_events.last() {
+            self.health.record(false);
             self.metrics
                 .commit_batch_events
                 .observe(new_events.len() as f64);
@@ -273,6 +318,38 @@ impl<B: LogBackend> Writer<B> {
         }
     }
 
+    /// Whether the log can write: yes at once while no write has failed
+    /// since the last success (a commit in this very group may just have
+    /// cleared the flag); otherwise what a probe write says.
+    async fn probe(&mut self) -> bool {
+        if !self.health.is_failing() {
+            return true;
+        }
+        match self.backend.probe().await {
+            Ok(()) => {
+                self.health.record(false);
+                tracing::info!("the log accepts writes again");
+                true
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, cause = ?error, "the log still cannot write");
+                false
+            }
+        }
+    }
+
+    /// Answers every request of a group that did not commit: nothing of it
+    /// was committed (the group is one transaction, and the ids and keys
+    /// decided for it live only in that transaction), so every publisher
+    /// may safely retry, and a retry under the same key is appended anew.
+    fn fail(&self, error: StoreError, replies: impl Iterator<Item = AppendReply>) {
+        self.health.record(true);
+        tracing::error!(error = %error, cause = ?error, "group commit failed");
+        for reply in replies {
+            let _ = reply.send(Err(AppendError::Store(StoreError::CommitFailed)));
+        }
+    }
+
     async fn prune(&mut self, retention: Retention, batch: u32) -> Result<u64, StoreError> {
         let keep_after_ms = retention
             .max_age
@@ -283,15 +360,6 @@ impl<B: LogBackend> Writer<B> {
             batch,
         };
         self.backend.prune(scope, &self.position).await
-    }
-}
-
-/// Answers every request of a group that did not commit: nothing of it was
-/// committed, so every publisher may safely retry.
-fn fail(error: StoreError, replies: impl Iterator<Item = AppendReply>) {
-    tracing::error!(error = %error, "group commit failed");
-    for reply in replies {
-        let _ = reply.send(Err(AppendError::Store(StoreError::CommitFailed)));
     }
 }
 

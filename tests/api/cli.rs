@@ -2,7 +2,8 @@
 //! no key is configured.
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Instant;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
@@ -28,6 +29,46 @@ impl Drop for Running {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// What a run that must end by itself (a configuration it refuses) wrote:
+/// a server that starts instead is killed after `PATIENCE`, and the test
+/// fails saying so rather than hanging.
+fn refused(command: &mut Command) -> Output {
+    let mut child = Running(
+        command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the pushlog binary starts"),
+    );
+    let started = Instant::now();
+    while child.0.try_wait().expect("wait for pushlog").is_none() {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "pushlog kept running on a configuration it should refuse"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut output = Output {
+        status: child.0.wait().expect("pushlog's exit status"),
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+    };
+    let mut stdout = child.0.stdout.take().expect("piped stdout");
+    let mut stderr = child.0.stderr.take().expect("piped stderr");
+    stdout.read_to_end(&mut output.stdout).expect("read stdout");
+    stderr.read_to_end(&mut output.stderr).expect("read stderr");
+    output
+}
+
+/// Everything a run wrote, stdout then stderr.
+fn everything(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
 
 /// Every line the child writes, stdout and stderr together, as it comes.
@@ -128,9 +169,9 @@ async fn without_a_key_the_server_prints_development_tokens_that_work() {
 
     // The tokens are printed, then the server logs that it listens; the two
     // pipes are read separately, so wait for all three in any order.
-    let (mut publisher, mut reader, mut listening) = (None, None, false);
+    let (mut publisher, mut reader, mut dashboard, mut listening) = (None, None, None, false);
     let mut seen = Vec::new();
-    while publisher.is_none() || reader.is_none() || !listening {
+    while publisher.is_none() || reader.is_none() || dashboard.is_none() || !listening {
         let line = tokio::time::timeout(PATIENCE, output.recv())
             .await
             .unwrap_or_else(|_| panic!("no tokens and listening line yet; so far: {seen:#?}"))
@@ -140,11 +181,13 @@ async fn without_a_key_the_server_prints_development_tokens_that_work() {
             publisher = Some(token.trim().to_owned());
         } else if let Some(token) = words.strip_prefix("reader:") {
             reader = Some(token.trim().to_owned());
+        } else if let Some(link) = words.strip_prefix("dashboard:") {
+            dashboard = Some(link.trim().to_owned());
         }
         listening |= line.contains("pushlog listening");
         seen.push(line);
     }
-    let (publisher, reader) = (publisher.unwrap(), reader.unwrap());
+    let (publisher, reader, dashboard) = (publisher.unwrap(), reader.unwrap(), dashboard.unwrap());
 
     let published = read_reply(
         client()
@@ -186,6 +229,154 @@ async fn without_a_key_the_server_prints_development_tokens_that_work() {
         (403, "forbidden"),
         "the reader token reads but does not publish"
     );
+    assert_eq!(
+        dashboard,
+        format!("http://localhost:{port}/?token={reader}#publisher={publisher}"),
+        "the dashboard link reads with the reader token and carries the publisher token, \
+         in the fragment that no request sends, for the page's publish form"
+    );
+}
+
+#[test]
+fn a_bad_value_in_the_environment_is_named_by_its_variable() {
+    let run = refused(pushlog().env("PUSHLOG_RETENTION", "banana"));
+
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "a usage error: {stderr}");
+    assert!(stderr.contains("PUSHLOG_RETENTION"), "{stderr}");
+    assert!(stderr.contains("\"banana\""), "the bad value: {stderr}");
+    assert!(
+        stderr.contains("an age") && stderr.contains("a count") && stderr.contains("forever"),
+        "what is accepted: {stderr}"
+    );
+    assert!(
+        !stderr.contains("--retention"),
+        "not a flag that was never typed: {stderr}"
+    );
+}
+
+#[test]
+fn a_bad_value_on_the_command_line_is_named_by_its_flag() {
+    let run = refused(pushlog().args(["--retention", "banana"]));
+
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "a usage error: {stderr}");
+    assert!(stderr.contains("--retention"), "{stderr}");
+    assert!(stderr.contains("\"banana\""), "the bad value: {stderr}");
+    assert!(!stderr.contains("PUSHLOG_RETENTION"), "{stderr}");
+}
+
+#[test]
+fn a_flag_wins_over_the_environment_and_is_the_one_named() {
+    let run = refused(
+        pushlog()
+            .env("PUSHLOG_RETENTION", "7d")
+            .args(["--retention", "7y"]),
+    );
+
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("\"7y\" for --retention"), "{stderr}");
+}
+
+#[test]
+fn a_database_that_cannot_be_opened_is_named_before_any_development_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dir");
+    let file = missing.join("pushlog.db");
+
+    let run = refused(
+        pushlog()
+            .env("PUSHLOG_ADDR", format!("127.0.0.1:{}", free_port()))
+            .env(
+                "PUSHLOG_DATABASE_URL",
+                format!("sqlite://{}", file.display()),
+            ),
+    );
+
+    let output = everything(&run);
+    assert!(!run.status.success(), "{output}");
+    assert!(
+        output.contains(&format!(
+            "cannot open the SQLite database {}",
+            file.display()
+        )),
+        "the file is named: {output}"
+    );
+    assert!(
+        output.contains(&format!(
+            "the directory {} must exist and be writable",
+            missing.display()
+        )),
+        "what to check: {output}"
+    );
+    assert!(output.contains("PUSHLOG_DATABASE_URL"), "{output}");
+    assert!(
+        !output.contains("development tokens") && !output.contains("DEVELOPMENT MODE"),
+        "no banner for a server that never ran: {output}"
+    );
+}
+
+#[test]
+fn a_relative_database_path_is_named_from_the_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+
+    let run = refused(
+        pushlog()
+            .current_dir(dir.path())
+            .env("PUSHLOG_ADDR", format!("127.0.0.1:{}", free_port()))
+            .env("PUSHLOG_DATABASE_URL", "sqlite://data/pushlog.db"),
+    );
+
+    let output = everything(&run);
+    let expected = dir.path().join("data").join("pushlog.db");
+    assert!(
+        output.contains(&format!(
+            "cannot open the SQLite database {}",
+            expected.display()
+        )),
+        "{output}"
+    );
+}
+
+#[test]
+fn an_unsupported_database_url_is_reported_before_any_development_tokens() {
+    let run = refused(
+        pushlog()
+            .env("PUSHLOG_ADDR", format!("127.0.0.1:{}", free_port()))
+            .env("PUSHLOG_DATABASE_URL", "mysql://localhost/pushlog"),
+    );
+
+    let output = everything(&run);
+    assert!(!run.status.success(), "{output}");
+    assert!(output.contains("unsupported database URL"), "{output}");
+    assert!(!output.contains("development tokens"), "{output}");
+}
+
+#[test]
+fn an_address_that_cannot_be_bound_is_reported_before_any_development_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+
+    let run = refused(
+        pushlog()
+            .env(
+                "PUSHLOG_DATABASE_URL",
+                format!("sqlite://{}", dir.path().join("dev.db").display()),
+            )
+            .env("PUSHLOG_ADDR", "not-an-address"),
+    );
+
+    let output = everything(&run);
+    assert!(!run.status.success(), "{output}");
+    assert!(
+        output.contains("cannot listen on not-an-address"),
+        "{output}"
+    );
+    assert!(
+        output.contains("PUSHLOG_ADDR"),
+        "the setting to fix: {output}"
+    );
+    assert!(!output.contains("development tokens"), "{output}");
 }
 
 /// The line where the server says it listens, as `format` writes it.

@@ -179,14 +179,16 @@ export class PushlogServer {
     return body.events;
   }
 
-  /** The gauges and counters of `GET /metrics`, by name without the `pushlog_` prefix. */
+  /**
+   * The samples of `GET /metrics`, keyed as exposed without the `pushlog_`
+   * prefix, labels included: `connections{transport="ws"}`.
+   */
   async metrics() {
     const response = await fetch(`${this.url}/metrics`);
     const text = await response.text();
     const values = {};
-    for (const line of text.split('\n')) {
-      const match = /^pushlog_(\w+) (-?[0-9.e+]+)$/.exec(line);
-      if (match) values[match[1]] = Number(match[2]);
+    for (const [, key, value] of text.matchAll(/^pushlog_(\w+(?:\{[^}]*\})?) (-?[0-9.e+]+)$/gm)) {
+      values[key] = Number(value);
     }
     return values;
   }
@@ -194,7 +196,7 @@ export class PushlogServer {
   /** Open streams of both kinds: what a browser costs the server. */
   async connections() {
     const m = await this.metrics();
-    return (m.ws_connections ?? 0) + (m.sse_connections ?? 0);
+    return (m['connections{transport="ws"}'] ?? 0) + (m['connections{transport="sse"}'] ?? 0);
   }
 }
 
