@@ -189,6 +189,10 @@ pub struct PublishArgs {
     /// before appending).
     #[arg(long)]
     pub keys: bool,
+    /// Give every event an entity, one of this many in turn, so the server
+    /// keeps its entity index as well (0: events without an entity).
+    #[arg(long, default_value_t = 0)]
+    pub entities: u32,
 }
 
 #[derive(Debug, Clone, Args)]

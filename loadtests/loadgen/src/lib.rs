@@ -5,14 +5,18 @@
 //!
 //! - [`cli`]: the scenarios as subcommands and their flags.
 //! - [`scenarios`]: one module per scenario (`conns`, `fanout`, `publish`,
-//!   `storm`), each a straight script of phases that ends in a [`report`].
+//!   `storm`), each a straight script of phases that ends in a [`report`];
+//!   what they share (setup, subscribers, `/proc` figures) sits in modules
+//!   of its own beside them.
 //! - [`worker`]: subscribers live in child processes (every process here is
 //!   capped at 20,000 open files). [`worker::pool`] is the parent's side,
 //!   [`worker::child`] the child's, [`worker::protocol`] the JSON lines between.
 //! - [`subscriber`]: one subscriber's life (connect, read, check) on a
-//!   [`feed`], which is [`sse`] or [`ws`] underneath; [`sequence`] checks
-//!   order and [`probe`] carries the publisher's sequence number and send
-//!   time in each payload.
+//!   [`feed`], which picks [`sse`] or [`ws`] underneath. Both speak
+//!   [`subscription`] (what opening needs, what a feed yields, how it fails)
+//!   and [`transport`] (SSE or WebSocket, and where to start); [`sequence`]
+//!   checks order and [`probe`] carries the publisher's sequence number and
+//!   send time in each payload.
 //! - [`publisher`]: the publishing side, over [`http`], a keep-alive HTTP/1.1
 //!   client small enough to read in one sitting.
 //! - [`net`] spreads sockets over loopback source addresses; [`fdlimit`]
@@ -37,8 +41,10 @@ pub mod sequence;
 pub mod server;
 pub mod sse;
 pub mod subscriber;
+pub mod subscription;
 pub mod target;
 pub mod token;
+pub mod transport;
 pub mod worker;
 pub mod ws;
 

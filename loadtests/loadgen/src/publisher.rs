@@ -25,17 +25,28 @@ use crate::server::Server;
 /// How long one publish request may take before it counts as failed.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What each published event carries besides its number and send time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Shape<'a> {
+    /// Makes payloads bigger.
+    pub pad: &'a str,
+    /// Adds idempotency keys `<prefix>-<seq>`.
+    pub key_prefix: Option<&'a str>,
+    /// With `n > 0`, each event changes entity `seq % n` of kind `loadgen`,
+    /// so the server's entity index is kept as a real workload would.
+    pub entities: u32,
+}
+
 /// The JSON array of `count` events numbered from `first_seq`, each with the
-/// send time. `pad` makes payloads bigger; `key_prefix` adds idempotency keys.
-pub fn batch_body(
-    topic: &str,
-    first_seq: u64,
-    count: u32,
-    pad: &str,
-    key_prefix: Option<&str>,
-) -> Vec<u8> {
+/// send time, shaped by `shape`.
+pub fn batch_body(topic: &str, first_seq: u64, count: u32, shape: Shape<'_>) -> Vec<u8> {
+    let Shape {
+        pad,
+        key_prefix,
+        entities,
+    } = shape;
     let sent_us = unix_micros();
-    let mut body = String::with_capacity(count as usize * (120 + pad.len()));
+    let mut body = String::with_capacity(count as usize * (160 + pad.len()));
     body.push('[');
     for seq in first_seq..first_seq + u64::from(count) {
         if seq != first_seq {
@@ -51,6 +62,13 @@ pub fn batch_body(
             let _ = write!(body, r#","pad":"{pad}""#);
         }
         body.push('}');
+        if entities > 0 {
+            let id = seq % u64::from(entities);
+            let _ = write!(
+                body,
+                r#","entity":{{"kind":"loadgen","id":"{id}","op":"updated"}}"#
+            );
+        }
         if let Some(prefix) = key_prefix {
             let _ = write!(body, r#","key":"{prefix}-{seq}""#);
         }
@@ -86,15 +104,15 @@ impl Channel {
     /// The body of one request carrying events `first_seq..first_seq +
     /// count`. nchan takes one message per request: scenarios refuse batches
     /// and keys with it before publishing anything.
-    pub fn body(&self, first_seq: u64, count: u32, pad: &str, key_prefix: Option<&str>) -> Vec<u8> {
+    pub fn body(&self, first_seq: u64, count: u32, shape: Shape<'_>) -> Vec<u8> {
         match self.server {
-            Server::Pushlog => batch_body(&self.topic, first_seq, count, pad, key_prefix),
+            Server::Pushlog => batch_body(&self.topic, first_seq, count, shape),
             Server::Nchan => {
                 debug_assert!(
-                    count == 1 && key_prefix.is_none(),
+                    count == 1 && shape.key_prefix.is_none() && shape.entities == 0,
                     "nchan takes single messages"
                 );
-                message_body(first_seq, pad)
+                message_body(first_seq, shape.pad)
             }
         }
     }
@@ -213,7 +231,7 @@ impl ProbePublisher {
     /// stops the publisher, since the subscribers' checks could no longer
     /// tell a lost event from one that never existed.
     pub async fn publish(&mut self, count: u32) -> Result<bool, AmbiguousPublish> {
-        let body = self.channel.body(self.next_seq, count, "", None);
+        let body = self.channel.body(self.next_seq, count, Shape::default());
         let began = Instant::now();
         let outcome = self
             .channel
@@ -291,7 +309,12 @@ mod tests {
 
     #[test]
     fn batch_bodies_are_json_arrays_of_probes() {
-        let body = batch_body("t.1", 5, 2, "xx", Some("k"));
+        let shape = Shape {
+            pad: "xx",
+            key_prefix: Some("k"),
+            entities: 0,
+        };
+        let body = batch_body("t.1", 5, 2, shape);
         let events: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(events.as_array().unwrap().len(), 2);
         assert_eq!(events[0]["payload"]["seq"], 5);
@@ -299,6 +322,23 @@ mod tests {
         assert_eq!(events[1]["payload"]["pad"], "xx");
         assert_eq!(events[1]["key"], "k-6");
         assert_eq!(events[0]["topic"], "t.1");
+        assert!(events[0].get("entity").is_none());
+    }
+
+    #[test]
+    fn with_entities_each_event_changes_one_of_them_in_turn() {
+        let shape = Shape {
+            entities: 3,
+            ..Shape::default()
+        };
+        let events: serde_json::Value =
+            serde_json::from_slice(&batch_body("t", 2, 3, shape)).unwrap();
+        let ids: Vec<&str> = (0..3)
+            .map(|i| events[i]["entity"]["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["2", "0", "1"]);
+        assert_eq!(events[0]["entity"]["kind"], "loadgen");
+        assert_eq!(events[0]["entity"]["op"], "updated");
     }
 
     #[test]

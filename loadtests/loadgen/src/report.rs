@@ -1,11 +1,10 @@
 //! The end of a run: one JSON line on stdout for machines, a summary on
 //! stderr for people, and an exit code for CI.
 
+use std::fmt::Display;
 use std::process::ExitCode;
 
 use serde_json::{Map, Value};
-
-use crate::scenarios::RunError;
 
 /// A finished run.
 pub struct Outcome {
@@ -83,8 +82,10 @@ fn result_line(outcome: &Outcome) -> String {
 }
 
 /// Prints the result and turns it into the exit code: 0 all checks held,
-/// 1 a check failed, 2 the run could not be carried out.
-pub fn finish(outcome: Result<Outcome, RunError>) -> ExitCode {
+/// 1 a check failed, 2 the run could not be carried out. Why a run could
+/// not be carried out is only ever printed here, so any error that displays
+/// itself will do, and this module needs nothing from the scenarios.
+pub fn finish(outcome: Result<Outcome, impl Display>) -> ExitCode {
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(error) => {

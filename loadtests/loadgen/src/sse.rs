@@ -8,10 +8,11 @@ use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::feed::{FeedEnd, FeedItem, OpenError, Subscription, Transport};
 use crate::http::{self, ChunkedDecoder, Framing, HttpError};
 use crate::probe::ReceivedEvent;
 use crate::server::Server;
+use crate::subscription::{FeedEnd, FeedItem, OpenError, Subscription};
+use crate::transport::Transport;
 
 /// One dispatched SSE message or comment.
 #[derive(Debug, PartialEq, Eq)]
@@ -252,9 +253,9 @@ fn interpret(server: Server, message: SseMessage) -> Result<FeedItem, FeedEnd> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::feed::Start;
     use crate::probe::Probe;
     use crate::target::Target;
+    use crate::transport::Start;
 
     fn parse(chunks: &[&[u8]]) -> Vec<SseMessage> {
         let mut parser = SseParser::default();

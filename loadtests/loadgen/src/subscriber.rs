@@ -12,13 +12,15 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
-use crate::feed::{Feed, FeedItem, OpenError, Start, Subscription, Transport};
+use crate::feed::Feed;
 use crate::histogram::Recorder;
 use crate::net::Dialer;
 use crate::probe::{ReceivedEvent, unix_micros};
 use crate::sequence::SequenceCheck;
 use crate::server::Server;
+use crate::subscription::{FeedItem, OpenError, Subscription};
 use crate::target::Target;
+use crate::transport::{Start, Transport};
 
 /// Where a subscriber is in its life.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,9 +14,10 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use crate::feed::{FeedEnd, FeedItem, OpenError, Start, Subscription, Transport, ws_error_kind};
 use crate::probe::ReceivedEvent;
 use crate::server::Server;
+use crate::subscription::{FeedEnd, FeedItem, OpenError, Subscription, ws_error_kind};
+use crate::transport::{Start, Transport};
 
 /// Server → client messages, as far as loadgen cares: one flat struct
 /// rather than a `#[serde(tag = "type")]` enum, because serde buffers the

@@ -1,24 +1,25 @@
 //! `conns`: open N connections, hold them idle with heartbeats on, and see
 //! what they cost the server in memory and CPU.
 
-use std::time::Instant;
-
 use serde_json::{Map, Value, json};
 
-use super::{RunError, Setup, Watch, common_params, loadgen_figures, progress, server_figures};
+use super::error::RunError;
+use super::figures::{common_params, rate, transport_figures};
+use super::progress::progress;
+use super::setup::Setup;
+use super::subscribers::{Finished, Mix, Subscribers};
+use super::usage::{Watch, server_cpu_pct};
 use crate::cli::ConnsArgs;
 use crate::procstat::round1;
 use crate::report::{Checks, Outcome};
-use crate::worker::pool::Pool;
-use crate::worker::protocol::combine;
 
 pub async fn run(args: ConnsArgs) -> Result<Outcome, RunError> {
     let setup = Setup::new(&args.common, "conns", args.hold)?;
-    let (sse, ws) = args.transport.split(args.connections);
+    let mix = Mix::new(args.transport, args.connections);
+    let (sse, ws) = (mix.sse, mix.ws);
     let mut usage = Watch::new(args.common.server_pid);
 
-    let before = usage.snapshot();
-    super::warn_if_busy("conns", &before);
+    let before = usage.baseline("conns");
     progress(
         "conns",
         &format!(
@@ -26,11 +27,9 @@ pub async fn run(args: ConnsArgs) -> Result<Outcome, RunError> {
             args.common.url
         ),
     );
-    let began = Instant::now();
-    let (pool, opened) = Pool::start(setup.worker_specs(sse, ws), setup.connect_bound()).await?;
-    let connect_secs = began.elapsed().as_secs_f64();
-    usage.add_workers(pool.pids());
-    let (_, at_open) = combine(&opened);
+    let subscribers = Subscribers::open(&setup, mix, &mut usage).await?;
+    let connect_secs = subscribers.open_secs;
+    let at_open = &subscribers.at_open;
     progress(
         "conns",
         &format!(
@@ -44,12 +43,14 @@ pub async fn run(args: ConnsArgs) -> Result<Outcome, RunError> {
     let holding = usage.snapshot();
     tokio::time::sleep(args.hold).await;
     let held = usage.snapshot();
-    let workers = pool.len();
-    let finished = pool.finish(None).await?;
-    let (per_transport, all) = combine(&finished);
+    let live_at_open = at_open.live;
+    let Finished {
+        workers,
+        per_transport,
+        all,
+    } = subscribers.finish(None).await?;
 
     let attempted = u64::from(args.connections);
-    let live_at_open = at_open.live;
     let rss_per_connection = match (before.server, holding.server) {
         (Some(a), Some(b)) if live_at_open > 0 => Some(round1(
             (b.rss_kib as f64 - a.rss_kib as f64) * 1024.0 / live_at_open as f64,
@@ -69,7 +70,7 @@ pub async fn run(args: ConnsArgs) -> Result<Outcome, RunError> {
         (Some(a), Some(b)) => Some(b.rss_kib as i64 - a.rss_kib as i64),
         _ => None,
     };
-    let cpu_pct = super::server_cpu_pct(&holding, &held);
+    let cpu_pct = server_cpu_pct(&holding, &held);
 
     let mut checks = Checks::default();
     let failed = all.connect_failure_count() + all.unexpected_end_count();
@@ -82,9 +83,7 @@ pub async fn run(args: ConnsArgs) -> Result<Outcome, RunError> {
 
     let mut params = common_params(&setup);
     params.insert("connections".into(), args.connections.into());
-    params.insert("transport".into(), args.transport.to_string().into());
-    params.insert("sse".into(), sse.into());
-    params.insert("ws".into(), ws.into());
+    mix.add_params(&mut params);
     params.insert("hold_secs".into(), args.hold.as_secs_f64().into());
 
     let mut figures = Map::new();
@@ -98,22 +97,17 @@ pub async fn run(args: ConnsArgs) -> Result<Outcome, RunError> {
             "connect_failures": all.connect_failures,
             "ended_by_server": all.unexpected_ends,
             "open_secs": round1(connect_secs),
-            "opened_per_sec": super::rate(live_at_open, connect_secs),
+            "opened_per_sec": rate(live_at_open, connect_secs),
             "heartbeats_received": all.heartbeats,
         }),
     );
-    figures.insert(
-        "transports".into(),
-        super::transport_figures(&per_transport),
-    );
-    figures.insert(
-        "server".into(),
-        server_figures(
-            args.common.server_pid,
-            &[("before", &before), ("connected", &holding), ("end", &held)],
-            &holding,
-            &held,
-        ),
+    figures.insert("transports".into(), transport_figures(&per_transport));
+    usage.add_figures(
+        &mut figures,
+        &[("before", &before), ("connected", &holding), ("end", &held)],
+        &holding,
+        &held,
+        workers,
     );
     figures.insert("rss_per_connection_bytes".into(), json!(rss_per_connection));
     figures.insert("pss_per_connection_bytes".into(), json!(pss_per_connection));
@@ -122,7 +116,6 @@ pub async fn run(args: ConnsArgs) -> Result<Outcome, RunError> {
         json!(rss_growth_during_hold_kib),
     );
     figures.insert("server_cpu_pct_during_hold".into(), json!(cpu_pct));
-    figures.insert("loadgen".into(), loadgen_figures(workers, &holding, &held));
 
     let mut summary = vec![
         format!(

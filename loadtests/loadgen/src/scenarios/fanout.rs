@@ -8,32 +8,35 @@ use std::time::Instant;
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
-use super::{
-    RunError, Setup, Watch, common_params, loadgen_figures, progress, rate, server_figures,
-};
+use super::error::RunError;
+use super::figures::{common_params, per_item, rate, transport_figures};
+use super::progress::progress;
+use super::setup::{Setup, require_single_events_for_nchan};
+use super::subscribers::{Finished, Mix, Subscribers, check_every_event_once_in_order};
+use super::usage::{Watch, server_cpu_pct, server_cpu_us, server_sys_us};
 use crate::cli::{FanoutArgs, Pace};
-use crate::http::HttpClient;
 use crate::probe::unix_micros;
 use crate::procstat::round1;
-use crate::publisher::ProbePublisher;
 use crate::report::{Checks, Outcome};
-use crate::worker::protocol::{Command, combine};
 
 pub async fn run(args: FanoutArgs) -> Result<Outcome, RunError> {
-    if args.batch > 1 {
-        super::require_pushlog(
-            &args.common,
-            "nchan takes one message per request; drop --batch",
-        )?;
-    }
+    require_single_events_for_nchan(&args.common, args.batch)?;
     let setup = Setup::new(&args.common, "fanout", args.duration + args.drain_timeout)?;
     let channel = setup.channel()?;
-    let (sse, ws) = args.transport.split(args.subscribers);
+    let mix = Mix::new(args.transport, args.subscribers);
+    let (sse, ws) = (mix.sse, mix.ws);
     let mut usage = Watch::new(args.common.server_pid);
 
-    let before = usage.snapshot();
-    super::warn_if_busy("fanout", &before);
-    let (mut pool, at_open) = super::subscribe_all("fanout", &setup, sse, ws, &mut usage).await?;
+    let before = usage.baseline("fanout");
+    progress(
+        "fanout",
+        &format!(
+            "subscribing {sse} SSE + {ws} WebSocket clients to {}",
+            setup.topic
+        ),
+    );
+    let mut subscribers = Subscribers::open(&setup, mix, &mut usage).await?;
+    let at_open = &subscribers.at_open;
     let subscribed = at_open.live;
     progress(
         "fanout",
@@ -45,10 +48,7 @@ pub async fn run(args: FanoutArgs) -> Result<Outcome, RunError> {
         ),
     );
 
-    // The publisher's socket comes from the first source address, like
-    // connection 0; it is one socket among thousands.
-    let client = HttpClient::new(setup.dialer.clone(), 0, setup.common.url.clone());
-    let mut publisher = ProbePublisher::new(client, channel);
+    let mut publisher = setup.probe_publisher(channel);
     let (_keep_running, running) = watch::channel(false);
 
     let publish_from = usage.snapshot();
@@ -72,22 +72,16 @@ pub async fn run(args: FanoutArgs) -> Result<Outcome, RunError> {
     let mut drain_secs = 0.0;
     let mut drain_timed_out = false;
     if let Some(last_seq) = last_seq {
-        let drained = pool
-            .broadcast(
-                &Command::Drain {
-                    last_seq,
-                    timeout_ms: args.drain_timeout.as_millis() as u64,
-                },
-                args.drain_timeout,
-            )
-            .await?;
+        let drained = subscribers.drain(last_seq, args.drain_timeout).await?;
         drain_secs = publish_began.elapsed().as_secs_f64() - publish_secs;
-        drain_timed_out = drained.iter().any(|r| r.timed_out);
+        drain_timed_out = drained.timed_out;
     }
     let delivered = usage.snapshot();
-    let workers = pool.len();
-    let finished = pool.finish(last_seq).await?;
-    let (per_transport, all) = combine(&finished);
+    let Finished {
+        workers,
+        per_transport,
+        all,
+    } = subscribers.finish(last_seq).await?;
 
     // Deliveries per second: every delivery, over the span from the first
     // publish to the last delivery.
@@ -96,17 +90,11 @@ pub async fn run(args: FanoutArgs) -> Result<Outcome, RunError> {
         last.saturating_sub(publish_start_us) as f64 / 1e6
     });
     let expected_deliveries = published * subscribed;
-    let cpu_us_per_delivery =
-        super::per_item(super::server_cpu_us(&publish_from, &delivered), deliveries);
-    let sys_us_per_delivery =
-        super::per_item(super::server_sys_us(&publish_from, &delivered), deliveries);
+    let cpu_us_per_delivery = per_item(server_cpu_us(&publish_from, &delivered), deliveries);
+    let sys_us_per_delivery = per_item(server_sys_us(&publish_from, &delivered), deliveries);
 
     let mut checks = Checks::default();
-    checks.none("gaps", all.sequence.gaps);
-    checks.none("missing events", all.missing_events);
-    checks.none("duplicates", all.sequence.duplicates);
-    checks.none("out-of-order events", all.sequence.out_of_order);
-    checks.none("unreadable messages", all.unreadable);
+    check_every_event_once_in_order(&mut checks, &all);
     checks.failure_rate(
         "subscribers that failed to connect",
         all.connect_failure_count(),
@@ -131,9 +119,7 @@ pub async fn run(args: FanoutArgs) -> Result<Outcome, RunError> {
 
     let mut params = common_params(&setup);
     params.insert("subscribers".into(), args.subscribers.into());
-    params.insert("transport".into(), args.transport.to_string().into());
-    params.insert("sse".into(), sse.into());
-    params.insert("ws".into(), ws.into());
+    mix.add_params(&mut params);
     params.insert("rate".into(), args.rate.to_string().into());
     params.insert("duration_secs".into(), args.duration.as_secs_f64().into());
     params.insert("batch".into(), args.batch.into());
@@ -171,23 +157,18 @@ pub async fn run(args: FanoutArgs) -> Result<Outcome, RunError> {
             "subscribers_with_problems": all.subscribers_with_problems,
         }),
     );
-    figures.insert(
-        "transports".into(),
-        super::transport_figures(&per_transport),
-    );
-    figures.insert(
-        "server".into(),
-        server_figures(
-            args.common.server_pid,
-            &[
-                ("before", &before),
-                ("subscribed", &publish_from),
-                ("published", &publish_to),
-                ("end", &delivered),
-            ],
-            &publish_from,
-            &delivered,
-        ),
+    figures.insert("transports".into(), transport_figures(&per_transport));
+    usage.add_figures(
+        &mut figures,
+        &[
+            ("before", &before),
+            ("subscribed", &publish_from),
+            ("published", &publish_to),
+            ("end", &delivered),
+        ],
+        &publish_from,
+        &delivered,
+        workers,
     );
     figures.insert(
         "server_cpu_us_per_delivery".into(),
@@ -196,10 +177,6 @@ pub async fn run(args: FanoutArgs) -> Result<Outcome, RunError> {
     figures.insert(
         "server_sys_us_per_delivery".into(),
         json!(sys_us_per_delivery),
-    );
-    figures.insert(
-        "loadgen".into(),
-        loadgen_figures(workers, &publish_from, &delivered),
     );
 
     let latency = all.view().latency_us;
@@ -234,7 +211,7 @@ pub async fn run(args: FanoutArgs) -> Result<Outcome, RunError> {
             view.unexpected_ends
         ));
     }
-    if let Some(cpu) = super::server_cpu_pct(&publish_from, &delivered) {
+    if let Some(cpu) = server_cpu_pct(&publish_from, &delivered) {
         summary.push(format!(
             "server CPU {cpu:.1}% of a core while publishing and delivering; {} µs per delivery, {} of them in the kernel",
             cpu_us_per_delivery.unwrap_or(0.0),

@@ -7,14 +7,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
-use super::{
-    RunError, Setup, Watch, common_params, loadgen_figures, progress, rate, server_figures,
-};
+use super::error::RunError;
+use super::figures::{common_params, per_item, rate};
+use super::progress::progress;
+use super::setup::{Setup, require_pushlog, require_single_events_for_nchan};
+use super::usage::{Watch, server_cpu_pct, server_cpu_us};
 use crate::cli::PublishArgs;
 use crate::histogram::Recorder;
-use crate::http::HttpClient;
 use crate::procstat::round1;
-use crate::publisher::Outcome as Published;
+use crate::publisher::{Outcome as Published, Shape};
 use crate::report::{Checks, Outcome};
 
 /// What one publisher did.
@@ -31,14 +32,12 @@ struct Tally {
 const BARE_PAYLOAD_BYTES: u32 = 48;
 
 pub async fn run(args: PublishArgs) -> Result<Outcome, RunError> {
-    if args.batch > 1 {
-        super::require_pushlog(
-            &args.common,
-            "nchan takes one message per request; drop --batch",
-        )?;
-    }
+    require_single_events_for_nchan(&args.common, args.batch)?;
     if args.keys {
-        super::require_pushlog(&args.common, "nchan has no idempotency keys; drop --keys")?;
+        require_pushlog(&args.common, "nchan has no idempotency keys; drop --keys")?;
+    }
+    if args.entities > 0 {
+        require_pushlog(&args.common, "nchan has no entities; drop --entities")?;
     }
     let setup = Setup::new(&args.common, "publish", args.duration)?;
     let channel = setup.channel()?;
@@ -52,22 +51,27 @@ pub async fn run(args: PublishArgs) -> Result<Outcome, RunError> {
             args.publishers, args.batch, args.duration, setup.topic
         ),
     );
-    let before = usage.snapshot();
-    super::warn_if_busy("publish", &before);
+    let before = usage.baseline("publish");
     let began = Instant::now();
     let deadline = began + args.duration;
     let tasks: Vec<_> = (0..args.publishers as usize)
         .map(|i| {
-            let mut client = HttpClient::new(setup.dialer.clone(), i, setup.common.url.clone());
+            let mut client = setup.http_client(i);
             let channel = channel.clone();
             let pad = pad.clone();
             let keys = args.keys.then(|| format!("{}-{i}", setup.topic));
             let batch = args.batch;
+            let entities = args.entities;
             tokio::spawn(async move {
                 let mut tally = Tally::default();
                 let mut seq = 0u64;
                 while Instant::now() < deadline {
-                    let body = channel.body(seq, batch, &pad, keys.as_deref());
+                    let shape = Shape {
+                        pad: &pad,
+                        key_prefix: keys.as_deref(),
+                        entities,
+                    };
+                    let body = channel.body(seq, batch, shape);
                     let sent = Instant::now();
                     let outcome = channel.post(&mut client, seq, &body).await;
                     tally.requests += 1;
@@ -105,7 +109,7 @@ pub async fn run(args: PublishArgs) -> Result<Outcome, RunError> {
     let secs = began.elapsed().as_secs_f64();
     let after = usage.snapshot();
 
-    let cpu_us_per_event = super::per_item(super::server_cpu_us(&before, &after), total.events);
+    let cpu_us_per_event = per_item(server_cpu_us(&before, &after), total.events);
     let error_count: u64 = total.errors.values().sum();
 
     let mut checks = Checks::default();
@@ -118,6 +122,7 @@ pub async fn run(args: PublishArgs) -> Result<Outcome, RunError> {
     params.insert("batch".into(), args.batch.into());
     params.insert("payload_bytes".into(), args.payload_bytes.into());
     params.insert("keys".into(), args.keys.into());
+    params.insert("entities".into(), args.entities.into());
 
     let latency = total.latency.summary();
     let mut figures = Map::new();
@@ -134,17 +139,14 @@ pub async fn run(args: PublishArgs) -> Result<Outcome, RunError> {
             "latency_us": latency,
         }),
     );
-    figures.insert(
-        "server".into(),
-        server_figures(
-            args.common.server_pid,
-            &[("before", &before), ("end", &after)],
-            &before,
-            &after,
-        ),
+    usage.add_figures(
+        &mut figures,
+        &[("before", &before), ("end", &after)],
+        &before,
+        &after,
+        0,
     );
     figures.insert("server_cpu_us_per_event".into(), json!(cpu_us_per_event));
-    figures.insert("loadgen".into(), loadgen_figures(0, &before, &after));
 
     let mut summary = vec![
         format!(
@@ -160,7 +162,7 @@ pub async fn run(args: PublishArgs) -> Result<Outcome, RunError> {
             latency.p50, latency.p90, latency.p99, latency.p999, latency.max, total.errors
         ),
     ];
-    if let Some(cpu) = super::server_cpu_pct(&before, &after) {
+    if let Some(cpu) = server_cpu_pct(&before, &after) {
         summary.push(format!(
             "server CPU {cpu:.1}% of a core; {} µs per event",
             cpu_us_per_event.unwrap_or(0.0)

@@ -10,13 +10,17 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
-use super::{RunError, Setup, Watch, common_params, loadgen_figures, progress, server_figures};
+use super::error::RunError;
+use super::figures::{common_params, transport_figures};
+use super::progress::progress;
+use super::setup::{Setup, require_pushlog};
+use super::subscribers::{Finished, Mix, Subscribers, check_every_event_once_in_order};
+use super::usage::{Watch, server_cpu_pct};
 use crate::cli::StormArgs;
-use crate::http::HttpClient;
 use crate::procstat::round1;
-use crate::publisher::ProbePublisher;
+use crate::publisher::AmbiguousPublish;
 use crate::report::{Checks, Outcome};
-use crate::worker::protocol::{Command, combine};
+use crate::worker::protocol::Command;
 
 /// Events per request while building the backlog: big enough to be quick,
 /// small enough that one request stays well under the server's limits.
@@ -25,7 +29,7 @@ const BACKLOG_BATCH: u32 = 500;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub async fn run(args: StormArgs) -> Result<Outcome, RunError> {
-    super::require_pushlog(
+    require_pushlog(
         &args.common,
         "storm resumes from loadgen's cursor with `since`, which nchan does not take; \
          run storm against pushlog",
@@ -36,38 +40,37 @@ pub async fn run(args: StormArgs) -> Result<Outcome, RunError> {
         args.catch_up_timeout + DRAIN_TIMEOUT * 2,
     )?;
     let channel = setup.channel()?;
-    let (sse, ws) = args.transport.split(args.clients);
+    let mix = Mix::new(args.transport, args.clients);
+    let (sse, ws) = (mix.sse, mix.ws);
     let mut usage = Watch::new(args.common.server_pid);
-    let before = usage.snapshot();
-    super::warn_if_busy("storm", &before);
+    let before = usage.baseline("storm");
 
-    let (mut pool, at_open) = super::subscribe_all("storm", &setup, sse, ws, &mut usage).await?;
-    let client = HttpClient::new(setup.dialer.clone(), 0, setup.common.url.clone());
-    let mut publisher = ProbePublisher::new(client, channel);
-    let publish_failed = |e: crate::publisher::AmbiguousPublish| RunError::Setup(e.to_string());
+    progress(
+        "storm",
+        &format!(
+            "subscribing {sse} SSE + {ws} WebSocket clients to {}",
+            setup.topic
+        ),
+    );
+    let mut subscribers = Subscribers::open(&setup, mix, &mut usage).await?;
+    let first_connect_failures = subscribers.at_open.connect_failure_count();
+    let mut publisher = setup.probe_publisher(channel);
+    let publish_failed = |e: AmbiguousPublish| RunError::Setup(e.to_string());
 
     // 1. A first event, so every client has a cursor to come back with.
     while !publisher.publish(1).await.map_err(publish_failed)? {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let warmed = pool
-        .broadcast(
-            &Command::Drain {
-                last_seq: 0,
-                timeout_ms: DRAIN_TIMEOUT.as_millis() as u64,
-            },
-            DRAIN_TIMEOUT,
-        )
-        .await?;
-    let (_, at_warm) = combine(&warmed);
-    let with_cursor = at_warm.live;
+    let warmed = subscribers.drain(0, DRAIN_TIMEOUT).await?;
+    let with_cursor = warmed.all.live;
 
     // 2. Everyone drops.
     progress(
         "storm",
         &format!("{with_cursor} clients have a cursor; dropping them all"),
     );
-    pool.broadcast(&Command::Drop, Duration::from_secs(10))
+    subscribers
+        .command(Command::Drop, Duration::from_secs(10))
         .await?;
 
     // 3. The backlog each client will be behind by.
@@ -106,9 +109,9 @@ pub async fn run(args: StormArgs) -> Result<Outcome, RunError> {
     });
     let storm_from = usage.snapshot();
     let storm_began = Instant::now();
-    let rejoined = pool
-        .broadcast(
-            &Command::Reconnect {
+    let rejoined = subscribers
+        .command(
+            Command::Reconnect {
                 target_id: head,
                 concurrency: args.reconnect_concurrency,
                 timeout_ms: args.catch_up_timeout.as_millis() as u64,
@@ -122,41 +125,31 @@ pub async fn run(args: StormArgs) -> Result<Outcome, RunError> {
     let (publisher, publish_result) = publishing
         .await
         .map_err(|e| RunError::Setup(format!("the publisher task failed: {e}")))?;
-    let catch_up_timed_out = rejoined.iter().any(|r| r.timed_out);
-    let (_, at_rejoin) = combine(&rejoined);
+    let catch_up_timed_out = rejoined.timed_out;
+    let at_rejoin = rejoined.all;
 
     // 5. Everyone must end with every event, once.
     let last_seq = publisher.last_seq().unwrap_or(backlog_seq);
-    let drained = pool
-        .broadcast(
-            &Command::Drain {
-                last_seq,
-                timeout_ms: DRAIN_TIMEOUT.as_millis() as u64,
-            },
-            DRAIN_TIMEOUT,
-        )
-        .await?;
-    let drain_timed_out = drained.iter().any(|r| r.timed_out);
+    let drained = subscribers.drain(last_seq, DRAIN_TIMEOUT).await?;
+    let drain_timed_out = drained.timed_out;
     let end = usage.snapshot();
-    let workers = pool.len();
-    let finished = pool.finish(Some(last_seq)).await?;
-    let (per_transport, all) = combine(&finished);
+    let Finished {
+        workers,
+        per_transport,
+        all,
+    } = subscribers.finish(Some(last_seq)).await?;
 
     let reconnect_failures = all
         .connect_failure_count()
-        .saturating_sub(at_open.connect_failure_count());
+        .saturating_sub(first_connect_failures);
     let not_caught_up = with_cursor.saturating_sub(at_rejoin.caught_up);
     let catch_up = all.view().catch_up_us;
 
     let mut checks = Checks::default();
-    checks.none("gaps", all.sequence.gaps);
-    checks.none("missing events", all.missing_events);
-    checks.none("duplicates", all.sequence.duplicates);
-    checks.none("out-of-order events", all.sequence.out_of_order);
-    checks.none("unreadable messages", all.unreadable);
+    check_every_event_once_in_order(&mut checks, &all);
     checks.failure_rate(
         "clients that failed to connect at first",
-        at_open.connect_failure_count(),
+        first_connect_failures,
         u64::from(args.clients),
         args.common.max_failed_pct,
     );
@@ -188,9 +181,7 @@ pub async fn run(args: StormArgs) -> Result<Outcome, RunError> {
 
     let mut params = common_params(&setup);
     params.insert("clients".into(), args.clients.into());
-    params.insert("transport".into(), args.transport.to_string().into());
-    params.insert("sse".into(), sse.into());
-    params.insert("ws".into(), ws.into());
+    mix.add_params(&mut params);
     params.insert("behind".into(), args.behind.into());
     params.insert("rate".into(), args.rate.to_string().into());
     params.insert(
@@ -225,27 +216,18 @@ pub async fn run(args: StormArgs) -> Result<Outcome, RunError> {
             "publish_errors": publisher.stats.errors,
         }),
     );
-    figures.insert(
-        "transports".into(),
-        super::transport_figures(&per_transport),
-    );
-    figures.insert(
-        "server".into(),
-        server_figures(
-            args.common.server_pid,
-            &[
-                ("before", &before),
-                ("storm_start", &storm_from),
-                ("storm_end", &storm_to),
-                ("end", &end),
-            ],
-            &storm_from,
-            &storm_to,
-        ),
-    );
-    figures.insert(
-        "loadgen".into(),
-        loadgen_figures(workers, &storm_from, &storm_to),
+    figures.insert("transports".into(), transport_figures(&per_transport));
+    usage.add_figures(
+        &mut figures,
+        &[
+            ("before", &before),
+            ("storm_start", &storm_from),
+            ("storm_end", &storm_to),
+            ("end", &end),
+        ],
+        &storm_from,
+        &storm_to,
+        workers,
     );
 
     let mut summary = vec![
@@ -276,7 +258,7 @@ pub async fn run(args: StormArgs) -> Result<Outcome, RunError> {
             view.unexpected_ends
         ));
     }
-    if let Some(cpu) = super::server_cpu_pct(&storm_from, &storm_to) {
+    if let Some(cpu) = server_cpu_pct(&storm_from, &storm_to) {
         summary.push(format!("server CPU during the storm {cpu:.1}% of a core"));
     }
     Ok(Outcome {

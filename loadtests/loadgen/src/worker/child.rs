@@ -13,11 +13,11 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use super::protocol::{Command, Reply, Report, Tally, WorkerSpec};
-use crate::feed::Transport;
 use crate::histogram::Recorder;
 use crate::net::Dialer;
 use crate::subscriber::{self, CatchUpGoal, Plan, Shared, State, Track, lock, slot};
 use crate::target::Target;
+use crate::transport::Transport;
 
 /// How often a waiting phase looks at its subscribers. Each look locks every
 /// record once (microseconds for 15,000), so this is cheap; catch-up times
