@@ -14,6 +14,7 @@ use pushlog::event::{Audience, Event, EventDraft, EventId, PayloadRules, Topic, 
 use pushlog::hub::{Filter, Hub, Received, Shard};
 use pushlog::metrics::Metrics;
 use pushlog::store::EventLog;
+use pushlog::type_filter::TypeFilter;
 use pushlog::wire::{SharedEvent, View};
 use serde_json::value::RawValue;
 
@@ -95,6 +96,7 @@ fn topic_matching(c: &mut Criterion) {
     });
     let filter = Filter {
         patterns: vec![TopicPattern::parse("device:*").unwrap()],
+        types: TypeFilter::any(),
         principal: reader("alice"),
     };
     group.bench_function("filter_with_audience", |b| {
@@ -114,6 +116,7 @@ fn hub_fanout(c: &mut Criterion) {
             .map(|i| {
                 shard.subscribe(Arc::new(Filter {
                     patterns: vec![TopicPattern::parse("fanout").unwrap()],
+                    types: TypeFilter::any(),
                     principal: reader(&format!("user-{i}")),
                 }))
             })

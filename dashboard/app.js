@@ -1,7 +1,7 @@
 // The live dashboard: watch a pushlog deployment from a browser.
 //
 // No framework: the page is a handful of regions (status, stream, counters,
-// hints, publish form) that each render from a few variables below. The
+// hints, entities, publish form) that each render from a few variables below. The
 // connection is the bundled @pushlog/client with its defaults: WebSocket,
 // then SSE and polling as fallbacks, gap-free resume, and one connection for
 // all tabs of this browser (the other tabs get events relayed).
@@ -9,7 +9,7 @@
 // Everything the server sends is untrusted text: it is only ever put into
 // the page with `textContent`, never as HTML.
 
-import { connect, topicMatches } from './pushlog-client.js';
+import { connect, readChanges, topicMatches } from './pushlog-client.js';
 
 const KEYS = {
   token: 'pushlog:dashboard:token',
@@ -21,6 +21,10 @@ const MAX_EVENTS = 500;
 const HINT_MS = 8_000;
 const MAX_HINTS = 6;
 const TOAST_MS = 6_000;
+/** Entities listed at most; the count covers them all. */
+const MAX_ENTITY_ROWS = 200;
+/** Entities named in a "changed while you were away" report at most. */
+const MAX_AWAY_SHOWN = 30;
 
 const byTestId = (id) => document.querySelector(`[data-testid="${id}"]`);
 /** A form control by name (`form.id` would be the form's own id). */
@@ -49,6 +53,14 @@ const ui = {
   counters: byTestId('topic-counters'),
   noTopics: byTestId('no-topics'),
   hints: byTestId('hints'),
+  awayReport: byTestId('away-report'),
+  awayTitle: byTestId('away-title'),
+  awayList: byTestId('away-list'),
+  awayWarning: byTestId('away-warning'),
+  awayDismiss: byTestId('away-dismiss'),
+  loadState: byTestId('load-state'),
+  entitiesSummary: byTestId('entities-summary'),
+  entities: byTestId('entities'),
   publishForm: byTestId('publish-form'),
   publishResult: byTestId('publish-result'),
   toast: byTestId('toast'),
@@ -168,6 +180,7 @@ function renderStatus(snapshot) {
 function reconnectToaster() {
   let seen = null;
   let due = false;
+  let reportsWhenDue = 0;
   return (snapshot) => {
     const live = snapshot.state === 'connected' || snapshot.state === 'fallback';
     if (seen === null) {
@@ -177,8 +190,15 @@ function reconnectToaster() {
     if (snapshot.reconnects > seen) {
       seen = snapshot.reconnects;
       due = true;
+      reportsWhenDue = awayReports;
     }
     if (!due || !live) return;
+    // The report of what changed meanwhile said it better: no event was
+    // replayed from before its head, so "0 missed" would mislead.
+    if (awayReports !== reportsWhenDue) {
+      due = false;
+      return;
+    }
     const missed = snapshot.missedOnLastReconnect;
     if (missed !== null) {
       due = false;
@@ -256,6 +276,8 @@ function goLive(credentials, since) {
   onSnapshot(client.getSnapshot());
   client.onError(showError);
   client.onReset((reason) => showToast(`The server could not resume (${reason.replace('_', ' ')}); continuing from now`));
+  client.onChangedWhileAway(showAwayReport);
+  ui.loadState.addEventListener('click', () => void loadCurrentState(credentials));
   ui.retry.addEventListener('click', () => {
     ui.error.hidden = true;
     client.reconnect();
@@ -370,6 +392,7 @@ function showHistory(list) {
   const added = list.filter((event) => !known.has(event.id));
   if (added.length === 0) return;
   for (const event of added) count(event);
+  noteEntities(added);
   events = [...events, ...added].sort((a, b) => a.id - b.id).slice(-MAX_EVENTS);
   rerender();
 }
@@ -432,7 +455,10 @@ function count(event) {
 function receive(event) {
   count(event);
   renderCounters();
-  if (event.entity) showHint(event.entity);
+  if (event.entity) {
+    showHint(event.entity);
+    noteEntities([event]);
+  }
   if (paused) {
     pending.push(event);
     renderPending();
@@ -616,6 +642,129 @@ ui.clear.addEventListener('click', () => {
 
 ui.filterTopic.addEventListener('input', rerender);
 ui.filterType.addEventListener('change', rerender);
+
+// ------------------------------------------------------------- entities
+
+/**
+ * The latest event of each entity, by topic, kind and id: from the events
+ * shown, the reports of what changed while away, and the current state
+ * loaded on request. Whatever order these come in, keeping each entity's
+ * highest id gives the same table.
+ */
+const entityState = new Map();
+/** Keys of the entities the last "changed while you were away" report named. */
+let changedWhileAway = new Set();
+let stateLoaded = false;
+/** Reports shown so far, so the reconnect toast can tell one came. */
+let awayReports = 0;
+
+const entityKey = (event) => JSON.stringify([event.topic, event.entity.kind, event.entity.id]);
+
+function noteEntities(list) {
+  let changed = false;
+  for (const event of list) {
+    if (!event.entity) continue;
+    const key = entityKey(event);
+    if ((entityState.get(key)?.id ?? 0) >= event.id) continue;
+    entityState.set(key, event);
+    changed = true;
+  }
+  if (changed) renderEntities();
+}
+
+function renderEntities() {
+  const newest = [...entityState].sort((a, b) => b[1].id - a[1].id).slice(0, MAX_ENTITY_ROWS);
+  ui.entities.replaceChildren(
+    ...newest.map(([key, event]) => {
+      const li = document.createElement('li');
+      li.className = 'entity-row';
+      li.dataset.testid = 'entity-row';
+      li.dataset.entity = `${event.entity.kind} ${event.entity.id}`;
+      li.dataset.op = event.entity.op;
+      li.dataset.id = String(event.id);
+      if (changedWhileAway.has(key)) li.dataset.changedWhileAway = '';
+      li.title = `topic ${event.topic}`;
+      const name = document.createElement('span');
+      name.className = 'entity-name';
+      name.textContent = `${event.entity.kind} ${event.entity.id}`;
+      const last = document.createElement('span');
+      last.className = 'entity-last';
+      last.textContent = `${event.entity.op} · #${event.id}`;
+      li.append(name, last);
+      return li;
+    }),
+  );
+  const n = entityState.size;
+  const what = `${n.toLocaleString()} entit${n === 1 ? 'y' : 'ies'}`;
+  const source = stateLoaded ? 'current state, kept up to date live' : 'seen on this page';
+  const shown = n > MAX_ENTITY_ROWS ? ` (the ${MAX_ENTITY_ROWS} changed last shown)` : '';
+  ui.entitiesSummary.textContent = `${what}: ${source}${shown}.`;
+}
+
+/**
+ * The latest event of every entity on these topics (`/events/changes` from
+ * 0, through the client), merged into the table. The page stays live while
+ * it loads; what arrives meanwhile and the loaded state meet by id.
+ */
+async function loadCurrentState({ token, topics }) {
+  ui.loadState.disabled = true;
+  ui.loadState.textContent = 'Loading…';
+  try {
+    const state = await readChanges({ url: serverUrl, token, topics });
+    stateLoaded = true;
+    noteEntities(state.entities);
+    renderEntities();
+    ui.entitiesSummary.dataset.outcome = 'ok';
+  } catch (error) {
+    ui.entitiesSummary.textContent = `Could not load the current state: ${error.message}`;
+    ui.entitiesSummary.dataset.outcome = 'error';
+  } finally {
+    ui.loadState.disabled = false;
+    ui.loadState.textContent = stateLoaded ? 'Reload' : 'Load current state';
+  }
+}
+
+/**
+ * "N entities changed while you were away": the cursor had expired, and the
+ * server said which entities changed instead of replaying every event.
+ * Stays until dismissed, since it lists what a front end would refetch;
+ * says so when notifications from that time are gone for good.
+ */
+function showAwayReport(report) {
+  awayReports += 1;
+  const n = report.count;
+  const title = `${n.toLocaleString()} entit${n === 1 ? 'y' : 'ies'} changed while you were away`;
+  ui.awayTitle.textContent = title;
+  ui.awayReport.dataset.count = String(n);
+  const named = report.entities.slice(-MAX_AWAY_SHOWN).reverse();
+  const items = named.map((event) => {
+    const li = document.createElement('li');
+    li.className = 'entity-tag';
+    li.dataset.testid = 'away-entity';
+    li.dataset.op = event.entity.op;
+    li.textContent = `${event.entity.kind} ${event.entity.id} · ${event.entity.op}`;
+    return li;
+  });
+  if (n > named.length) {
+    const more = document.createElement('li');
+    more.className = 'muted small';
+    more.textContent = `and ${(n - named.length).toLocaleString()} more`;
+    items.push(more);
+  }
+  ui.awayList.replaceChildren(...items);
+  ui.awayWarning.hidden = report.logComplete;
+  ui.awayReport.hidden = false;
+  changedWhileAway = new Set(report.entities.map(entityKey));
+  noteEntities(report.entities);
+  renderEntities();
+  showToast(title);
+}
+
+ui.awayDismiss.addEventListener('click', () => {
+  ui.awayReport.hidden = true;
+  changedWhileAway = new Set();
+  renderEntities();
+});
 
 // ----------------------------------------------------------- hints, toast
 

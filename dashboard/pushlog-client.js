@@ -38,6 +38,70 @@ var Backoff = class {
   }
 };
 
+// src/clock.ts
+var systemClock = {
+  now: () => Date.now(),
+  setTimeout: (callback, ms) => globalThis.setTimeout(callback, ms),
+  clearTimeout: (handle) => globalThis.clearTimeout(handle)
+};
+var Timer = class {
+  constructor(clock) {
+    this.clock = clock;
+  }
+  clock;
+  handle;
+  start(ms, callback) {
+    this.cancel();
+    const handle = this.clock.setTimeout(() => {
+      if (this.handle === handle) this.handle = void 0;
+      callback();
+    }, ms);
+    this.handle = handle;
+  }
+  cancel() {
+    if (this.handle !== void 0) {
+      this.clock.clearTimeout(this.handle);
+      this.handle = void 0;
+    }
+  }
+  get pending() {
+    return this.handle !== void 0;
+  }
+};
+
+// src/errors.ts
+var PushlogError = class extends Error {
+  kind;
+  code;
+  transport;
+  status;
+  closeCode;
+  requestId;
+  constructor(details, options) {
+    super(details.message, options);
+    this.name = "PushlogError";
+    this.kind = details.kind;
+    this.code = details.code;
+    if (details.transport !== void 0) this.transport = details.transport;
+    if (details.status !== void 0) this.status = details.status;
+    if (details.closeCode !== void 0) this.closeCode = details.closeCode;
+    if (details.requestId !== void 0) this.requestId = details.requestId;
+  }
+  /** A structured-clone-safe copy, for relaying to other tabs. */
+  toDetails() {
+    const { kind, code, message, transport, status, closeCode, requestId } = this;
+    return {
+      kind,
+      code,
+      message,
+      ...transport === void 0 ? {} : { transport },
+      ...status === void 0 ? {} : { status },
+      ...closeCode === void 0 ? {} : { closeCode },
+      ...requestId === void 0 ? {} : { requestId }
+    };
+  }
+};
+
 // src/event.ts
 function isObject(value) {
   return typeof value === "object" && value !== null && !Array.isArray(value);
@@ -84,6 +148,223 @@ function parseJsonObject(text) {
     return isObject(value) ? value : null;
   } catch {
     return null;
+  }
+}
+function parseChangesReport(value) {
+  if (!isObject(value)) return null;
+  const { entities, since, head, logComplete } = value;
+  if (!Array.isArray(entities) || !isEventId(since) || !isEventId(head) || typeof logComplete !== "boolean") {
+    return null;
+  }
+  const parsed = [];
+  for (const raw of entities) {
+    const event = parseEvent(raw);
+    if (!event || !hasEntity(event)) return null;
+    parsed.push(event);
+  }
+  return { count: parsed.length, entities: parsed, since, head, logComplete };
+}
+function hasEntity(event) {
+  return event.entity !== void 0;
+}
+
+// src/platform.ts
+var alwaysOnline = {
+  isOnline: () => true,
+  subscribe: () => () => {
+  }
+};
+function browserNetwork() {
+  const nav = globalThis.navigator;
+  const target = globalThis;
+  if (typeof nav?.onLine !== "boolean" || typeof target.addEventListener !== "function") {
+    return void 0;
+  }
+  return {
+    isOnline: () => nav.onLine !== false,
+    subscribe(listener) {
+      const online = () => listener(true);
+      const offline = () => listener(false);
+      target.addEventListener?.("online", online);
+      target.addEventListener?.("offline", offline);
+      return () => {
+        target.removeEventListener?.("online", online);
+        target.removeEventListener?.("offline", offline);
+      };
+    }
+  };
+}
+function globalPlatform() {
+  const g = globalThis;
+  const fetchFn = typeof g["fetch"] === "function" ? g["fetch"] : void 0;
+  return {
+    WebSocket: g["WebSocket"],
+    EventSource: g["EventSource"],
+    // Bound: browsers throw "Illegal invocation" for a detached `fetch`.
+    fetch: fetchFn?.bind(globalThis),
+    BroadcastChannel: g["BroadcastChannel"],
+    locks: g.navigator?.locks,
+    isDocument: typeof g["document"] === "object" && g["document"] !== null
+  };
+}
+
+// src/transports/endpoints.ts
+function parseBaseUrl(url) {
+  const page = globalThis.location?.href;
+  const base = new URL(url, page);
+  if (base.protocol === "ws:") base.protocol = "http:";
+  if (base.protocol === "wss:") base.protocol = "https:";
+  if (base.protocol !== "http:" && base.protocol !== "https:") {
+    throw new TypeError(`pushlog: url must be http(s) or ws(s), not ${base.protocol}`);
+  }
+  base.search = "";
+  base.hash = "";
+  return base;
+}
+function endpoint(base, path, query) {
+  const url = new URL(base.href);
+  url.pathname = url.pathname.replace(/\/+$/, "") + path;
+  if (path === "/ws") url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  for (const [key, value] of Object.entries(query)) {
+    if (value !== void 0) url.searchParams.set(key, String(value));
+  }
+  return url.href;
+}
+
+// src/transports/log-request.ts
+async function getLog(request, path, query) {
+  const { clock, transport } = request;
+  const url = endpoint(request.baseUrl, path, {
+    since: query.since,
+    topics: request.topics.join(","),
+    types: request.types?.join(","),
+    limit: query.limit
+  });
+  const headers = { Accept: "application/json" };
+  if (request.token !== void 0) headers["Authorization"] = `Bearer ${request.token}`;
+  const controller = new AbortController();
+  const abort = () => controller.abort();
+  if (request.signal?.aborted) abort();
+  request.signal?.addEventListener("abort", abort);
+  const timeout = clock.setTimeout(abort, request.timeoutMs);
+  try {
+    try {
+      const response = await request.fetch(url, { headers, signal: controller.signal, cache: "no-store" });
+      const body = await response.json().catch(() => void 0);
+      return { kind: "answer", status: response.status, body };
+    } catch (cause) {
+      const message = `GET ${path} failed: ${String(cause)}`;
+      return {
+        kind: "failed",
+        error: new PushlogError(
+          { kind: "http", code: "network_error", message, ...transport ? { transport } : {} },
+          { cause }
+        ),
+        transportFailure: true
+      };
+    }
+  } finally {
+    clock.clearTimeout(timeout);
+    request.signal?.removeEventListener("abort", abort);
+  }
+}
+function malformed(path, request) {
+  const { transport } = request;
+  const message = `GET ${path}: unreadable body`;
+  return {
+    kind: "failed",
+    error: new PushlogError({ kind: "protocol", code: "malformed_page", message, ...transport ? { transport } : {} }),
+    transportFailure: true
+  };
+}
+function unexpectedStatus(path, request, status, body) {
+  const { transport } = request;
+  const server = body;
+  const error = new PushlogError({
+    kind: "http",
+    code: typeof server?.error === "string" ? server.error : `http_${status}`,
+    message: typeof server?.message === "string" ? server.message : `GET ${path} answered ${status}`,
+    status,
+    ...transport ? { transport } : {}
+  });
+  const refused = status >= 400 && status < 500 && status !== 404 && status !== 408 && status !== 429;
+  return { kind: "failed", error, transportFailure: !refused };
+}
+
+// src/changes.ts
+var CHANGES_PAGE = 1e3;
+var PATH = "/events/changes";
+async function fetchChanges(request, since) {
+  const latest = /* @__PURE__ */ new Map();
+  let cursor = since;
+  let logComplete = true;
+  for (; ; ) {
+    const answer = await getLog(request, PATH, { since: cursor, limit: CHANGES_PAGE });
+    if (answer.kind === "failed") return { kind: "failed", error: answer.error, retryable: true };
+    const { status, body } = answer;
+    if (status === 410) {
+      const reset = parseReset(body);
+      if (reset) return { kind: "gone", reset };
+    }
+    if (status !== 200) {
+      const { error } = unexpectedStatus(PATH, request, status, body);
+      return { kind: "failed", error, retryable: status >= 500 || status === 408 || status === 429 };
+    }
+    const page = parsePage(body);
+    if (!page || page.hasMore && page.nextSince <= cursor) {
+      return { kind: "failed", error: malformed(PATH, request).error, retryable: false };
+    }
+    logComplete &&= page.logComplete;
+    for (const event of page.events) latest.set(entityKey(event), event);
+    if (!page.hasMore) {
+      const entities = [...latest.values()].sort((a, b) => a.id - b.id);
+      return { kind: "changes", report: { count: entities.length, entities, since, head: page.head, logComplete } };
+    }
+    cursor = page.nextSince;
+  }
+}
+function entityKey(event) {
+  return JSON.stringify([event.topic, event.entity.kind, event.entity.id]);
+}
+function parsePage(body) {
+  if (typeof body !== "object" || body === null) return null;
+  const fields = body;
+  const { events, next_since: nextSince, has_more: hasMore, head, log_complete: logComplete } = fields;
+  if (!Array.isArray(events) || !isEventId(nextSince) || typeof hasMore !== "boolean" || !isEventId(head) || typeof logComplete !== "boolean") {
+    return null;
+  }
+  const parsed = [];
+  for (const raw of events) {
+    const event = parseEvent(raw);
+    if (!event || !hasEntity(event)) return null;
+    parsed.push(event);
+  }
+  return { events: parsed, nextSince, hasMore, head, logComplete };
+}
+async function readChanges(options) {
+  const fetch = options.fetch ?? globalPlatform().fetch;
+  if (!fetch) throw new TypeError("pushlog: readChanges needs fetch; pass an implementation in the options");
+  const request = {
+    fetch,
+    clock: systemClock,
+    baseUrl: parseBaseUrl(options.url),
+    topics: [...options.topics ?? ["*"]],
+    types: options.types === void 0 ? void 0 : [...options.types],
+    token: options.token,
+    timeoutMs: options.timeoutMs ?? 15e3,
+    ...options.signal ? { signal: options.signal } : {}
+  };
+  const outcome = await fetchChanges(request, options.since ?? 0);
+  switch (outcome.kind) {
+    case "changes":
+      return outcome.report;
+    case "gone": {
+      const { reason, head } = outcome.reset;
+      const message = `GET ${PATH} answered 410 ${reason} (head ${head})`;
+      throw new PushlogError({ kind: "http", code: reason, message, status: 410 });
+    }
+    case "failed":
+      throw outcome.error;
   }
 }
 
@@ -195,38 +476,52 @@ var Delivery = class {
   }
 };
 
-// src/errors.ts
-var PushlogError = class extends Error {
-  kind;
-  code;
-  transport;
-  status;
-  closeCode;
-  requestId;
-  constructor(details, options) {
-    super(details.message, options);
-    this.name = "PushlogError";
-    this.kind = details.kind;
-    this.code = details.code;
-    if (details.transport !== void 0) this.transport = details.transport;
-    if (details.status !== void 0) this.status = details.status;
-    if (details.closeCode !== void 0) this.closeCode = details.closeCode;
-    if (details.requestId !== void 0) this.requestId = details.requestId;
-  }
-  /** A structured-clone-safe copy, for relaying to other tabs. */
-  toDetails() {
-    const { kind, code, message, transport, status, closeCode, requestId } = this;
-    return {
-      kind,
-      code,
-      message,
-      ...transport === void 0 ? {} : { transport },
-      ...status === void 0 ? {} : { status },
-      ...closeCode === void 0 ? {} : { closeCode },
-      ...requestId === void 0 ? {} : { requestId }
-    };
-  }
-};
+// src/initial-state.ts
+function loadInitialState(options, done) {
+  const retry = new Timer(options.clock);
+  const request = new AbortController();
+  let cancelled = false;
+  const attempt = async () => {
+    let outcome;
+    try {
+      outcome = await options.read(await options.getToken(), request.signal);
+    } catch (cause) {
+      const message = `getToken() failed: ${String(cause)}`;
+      outcome = {
+        kind: "failed",
+        error: new PushlogError({ kind: "token", code: "token_unavailable", message }, { cause }),
+        retryable: true
+      };
+    }
+    if (cancelled) return;
+    switch (outcome.kind) {
+      case "changes":
+        done({ kind: "state", report: outcome.report });
+        return;
+      case "gone": {
+        const message = `GET /events/changes?since=0 answered 410 ${outcome.reset.reason}`;
+        options.onError(new PushlogError({ kind: "http", code: outcome.reset.reason, message, status: 410 }));
+        break;
+      }
+      case "failed":
+        options.onError(outcome.error);
+        if (!outcome.retryable) {
+          done({ kind: "unavailable" });
+          return;
+        }
+        break;
+    }
+    retry.start(options.backoff.next(), () => void attempt());
+  };
+  void attempt();
+  return {
+    cancel() {
+      cancelled = true;
+      retry.cancel();
+      request.abort();
+    }
+  };
+}
 
 // src/listeners.ts
 var Listeners = class {
@@ -263,18 +558,22 @@ function reportUncaught(error) {
 
 // src/local.ts
 var LocalPipeline = class {
-  constructor(cursorStore, delivery, store, resets, errors) {
+  constructor(cursorStore, delivery, store, hooks) {
     this.cursorStore = cursorStore;
     this.delivery = delivery;
     this.store = store;
-    this.resets = resets;
-    this.errors = errors;
+    this.hooks = hooks;
   }
   cursorStore;
   delivery;
   store;
-  resets;
-  errors;
+  hooks;
+  /**
+   * What arrived while this tab loads its initial state, applied once the
+   * state is in; `null` when not loading. Relayed events must not reach the
+   * app before the state they come after.
+   */
+  held = null;
   cursor() {
     return this.cursorStore.value;
   }
@@ -282,9 +581,11 @@ var LocalPipeline = class {
     this.cursorStore.advance(head);
   }
   deliver(event) {
+    if (this.hold(() => this.deliver(event))) return false;
     return this.delivery.deliver(event);
   }
   skipTo(id) {
+    if (this.hold(() => this.skipTo(id))) return;
     this.cursorStore.advance(id);
   }
   /**
@@ -293,113 +594,59 @@ var LocalPipeline = class {
    * delivered on top of the fresh state.
    */
   reset(info) {
+    if (this.hold(() => info.head > (this.cursor() ?? -1) && this.reset(info))) return;
     this.cursorStore.resetTo(info.head);
-    this.resets.emit(info.reason, info);
+    this.hooks.resets.emit(info.reason, info);
+  }
+  /**
+   * The cursor moves to the report's head first, then the app hears which
+   * entities changed, as with `reset`.
+   */
+  changedWhileAway(report) {
+    if (this.hold(() => report.head > (this.cursor() ?? -1) && this.changedWhileAway(report))) return;
+    this.cursorStore.advance(report.head);
+    this.hooks.changedWhileAway.emit(report);
+  }
+  /** From now until `initialState()`, what arrives waits. */
+  holdForInitialState() {
+    this.held ??= [];
+  }
+  /**
+   * The tab's initial state: the cursor goes to exactly its head (a stored
+   * cursor ahead of it would drop the events in between), the app gets the
+   * state, then whatever arrived meanwhile is applied: what is at or below
+   * the head is a duplicate of the state and dropped.
+   */
+  initialState(report) {
+    const cursor = this.cursor();
+    if (cursor === null || cursor < report.head) this.cursorStore.advance(report.head);
+    else if (cursor > report.head) this.cursorStore.resetTo(report.head);
+    this.hooks.initialState.emit(report);
+    this.release();
+  }
+  /** Applies what was held, in order, and holds nothing more. */
+  release() {
+    const held = this.held ?? [];
+    this.held = null;
+    for (const apply of held) apply();
   }
   error(error) {
-    this.errors.emit(error);
+    this.hooks.errors.emit(error);
   }
+  /** Never held: it describes the connection the tabs share, which is true meanwhile. */
   status(patch) {
     this.store.update(patch);
   }
   snapshot() {
     return this.store.get();
   }
-};
-
-// src/clock.ts
-var systemClock = {
-  now: () => Date.now(),
-  setTimeout: (callback, ms) => globalThis.setTimeout(callback, ms),
-  clearTimeout: (handle) => globalThis.clearTimeout(handle)
-};
-var Timer = class {
-  constructor(clock) {
-    this.clock = clock;
-  }
-  clock;
-  handle;
-  start(ms, callback) {
-    this.cancel();
-    const handle = this.clock.setTimeout(() => {
-      if (this.handle === handle) this.handle = void 0;
-      callback();
-    }, ms);
-    this.handle = handle;
-  }
-  cancel() {
-    if (this.handle !== void 0) {
-      this.clock.clearTimeout(this.handle);
-      this.handle = void 0;
-    }
-  }
-  get pending() {
-    return this.handle !== void 0;
+  /** Queues `apply` while holding; says whether it did. */
+  hold(apply) {
+    if (this.held === null) return false;
+    this.held.push(apply);
+    return true;
   }
 };
-
-// src/platform.ts
-var alwaysOnline = {
-  isOnline: () => true,
-  subscribe: () => () => {
-  }
-};
-function browserNetwork() {
-  const nav = globalThis.navigator;
-  const target = globalThis;
-  if (typeof nav?.onLine !== "boolean" || typeof target.addEventListener !== "function") {
-    return void 0;
-  }
-  return {
-    isOnline: () => nav.onLine !== false,
-    subscribe(listener) {
-      const online = () => listener(true);
-      const offline = () => listener(false);
-      target.addEventListener?.("online", online);
-      target.addEventListener?.("offline", offline);
-      return () => {
-        target.removeEventListener?.("online", online);
-        target.removeEventListener?.("offline", offline);
-      };
-    }
-  };
-}
-function globalPlatform() {
-  const g = globalThis;
-  const fetchFn = typeof g["fetch"] === "function" ? g["fetch"] : void 0;
-  return {
-    WebSocket: g["WebSocket"],
-    EventSource: g["EventSource"],
-    // Bound: browsers throw "Illegal invocation" for a detached `fetch`.
-    fetch: fetchFn?.bind(globalThis),
-    BroadcastChannel: g["BroadcastChannel"],
-    locks: g.navigator?.locks,
-    isDocument: typeof g["document"] === "object" && g["document"] !== null
-  };
-}
-
-// src/transports/endpoints.ts
-function parseBaseUrl(url) {
-  const page = globalThis.location?.href;
-  const base = new URL(url, page);
-  if (base.protocol === "ws:") base.protocol = "http:";
-  if (base.protocol === "wss:") base.protocol = "https:";
-  if (base.protocol !== "http:" && base.protocol !== "https:") {
-    throw new TypeError(`pushlog: url must be http(s) or ws(s), not ${base.protocol}`);
-  }
-  base.search = "";
-  base.hash = "";
-  return base;
-}
-function endpoint(base, path, query) {
-  const url = new URL(base.href);
-  url.pathname = url.pathname.replace(/\/+$/, "") + path;
-  if (path === "/ws") url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-  for (const [key, value] of Object.entries(query)) {
-    if (value !== void 0) url.searchParams.set(key, String(value));
-  }
-  return url.href;
-}
 
 // src/options.ts
 var LADDER = ["websocket", "sse", "polling"];
@@ -409,6 +656,10 @@ function resolveOptions(options) {
   const topics = [...options.topics ?? ["*"]];
   if (topics.length === 0 || topics.some((t) => typeof t !== "string" || t.length === 0)) {
     throw new TypeError("pushlog: topics must be a non-empty list of topic patterns");
+  }
+  const types = options.types === void 0 ? void 0 : [...options.types];
+  if (types !== void 0 && (types.length === 0 || types.some((t) => typeof t !== "string" || t.length === 0))) {
+    throw new TypeError("pushlog: types must be a non-empty list of event types (omit it for every type)");
   }
   if (options.token !== void 0 && options.getToken !== void 0) {
     throw new TypeError("pushlog: pass either token or getToken, not both");
@@ -431,7 +682,7 @@ function resolveOptions(options) {
       `pushlog: none of ${wanted.join(", ")} is available here; pass an implementation in the options`
     );
   }
-  const scope = `${baseUrl.href}|${topics.join(",")}`;
+  const scope = `${baseUrl.href}|${topics.join(",")}${types ? `|types=${types.join(",")}` : ""}`;
   const BroadcastChannel = options.BroadcastChannel ?? globals.BroadcastChannel;
   const share = options.shareAcrossTabs ?? (BroadcastChannel !== void 0 && globals.isDocument);
   if (share && BroadcastChannel === void 0) {
@@ -441,6 +692,13 @@ function resolveOptions(options) {
   if (since !== void 0 && !(Number.isSafeInteger(since) && since >= 0)) {
     throw new TypeError("pushlog: since must be an event id (a non-negative integer)");
   }
+  const initialState = options.initialState ?? false;
+  if (initialState && since !== void 0) {
+    throw new TypeError("pushlog: initialState starts from the current state; it does not go with since");
+  }
+  if (initialState && fetch === void 0) {
+    throw new TypeError("pushlog: initialState needs fetch; pass an implementation in the options");
+  }
   const getToken = tokenSource(options);
   const backoff = { ...DEFAULT_BACKOFF, ...options.backoff };
   positive("backoff.initialMs", backoff.initialMs);
@@ -448,6 +706,7 @@ function resolveOptions(options) {
   return {
     baseUrl,
     topics,
+    types,
     getToken,
     ladder,
     fallbackAfter: positive("fallbackAfter", options.fallbackAfter ?? 3),
@@ -460,6 +719,7 @@ function resolveOptions(options) {
     heartbeatMs: positive("heartbeatMs", options.heartbeatMs ?? 3e4),
     sseCheckIntervalMs: positive("sseCheckIntervalMs", options.sseCheckIntervalMs ?? 3e4),
     since,
+    initialState,
     storage: options.storage,
     storageKey: options.storageKey ?? `pushlog:cursor:${scope}`,
     sharing: share && BroadcastChannel ? {
@@ -469,6 +729,8 @@ function resolveOptions(options) {
       leaderHeartbeatMs: positive("leaderHeartbeatMs", options.leaderHeartbeatMs ?? 1e3)
     } : void 0,
     onReset: options.onReset,
+    onChangedWhileAway: options.onChangedWhileAway,
+    onInitialState: options.onInitialState,
     onError: options.onError,
     WebSocket,
     EventSource,
@@ -555,6 +817,10 @@ var Supervisor = class {
   appliedInReplay = 0;
   running = false;
   offline = false;
+  /** The next session continues the one a catch-up closed: it is no reconnect. */
+  resumingAfterCatchUp = false;
+  /** The `/events/changes` request under way, aborted with the sessions. */
+  catchUpRequest;
   /** Bumped whenever sessions are dropped, so stale awaits can tell. */
   generation = 0;
   unsubscribeNetwork;
@@ -667,7 +933,9 @@ var Supervisor = class {
           if (live()) pipeline.skipTo(id);
         },
         onReset: (info) => {
-          if (live()) pipeline.reset(info);
+          if (!live()) return;
+          if (info.reason === "cursor_expired") void this.catchUp(info);
+          else pipeline.reset(info);
         },
         // A failing upgrade probe is routine; only the live session's
         // errors are worth the app's attention.
@@ -694,7 +962,8 @@ var Supervisor = class {
     if (this.primary !== attempt) return;
     attempt.opened = true;
     this.connectTimer.cancel();
-    if (this.everOpened && !upgraded) this.reconnects += 1;
+    if (this.everOpened && !upgraded && !this.resumingAfterCatchUp) this.reconnects += 1;
+    this.resumingAfterCatchUp = false;
     this.everOpened = true;
     this.replaying = true;
     this.appliedInReplay = 0;
@@ -723,6 +992,7 @@ var Supervisor = class {
     }
     if (this.primary !== attempt) return;
     this.dropAll();
+    this.resumingAfterCatchUp = false;
     if (end.error) this.pipeline.error(end.error);
     if (!this.running || this.offline) return;
     this.retryAfter(end);
@@ -743,6 +1013,50 @@ var Supervisor = class {
     const delay = end.retry === "now" && end.opened ? 0 : this.options.backoff.next();
     if (delay === 0) void this.open();
     else this.retryTimer.start(delay, () => void this.open());
+  }
+  /**
+   * The log has pruned past the cursor. The session is closed first: it
+   * would go on from the reset's head, skipping what changed before it.
+   */
+  async catchUp(reset) {
+    const since = this.pipeline.cursor();
+    const { changesSince } = this.options;
+    if (since === null || !changesSince) {
+      this.pipeline.reset(reset);
+      return;
+    }
+    this.dropAll();
+    const generation = this.generation;
+    this.pipeline.status({ state: "reconnecting", transport: null });
+    const token = await this.token();
+    if (generation !== this.generation) return;
+    if (!token.ok) {
+      this.retryAfter({ opened: false, retry: "backoff", transportFailure: false });
+      return;
+    }
+    const request = new AbortController();
+    this.catchUpRequest = request;
+    const outcome = await changesSince(since, token.token, request.signal);
+    if (generation !== this.generation) return;
+    this.catchUpRequest = void 0;
+    switch (outcome.kind) {
+      case "changes":
+        this.pipeline.changedWhileAway(outcome.report);
+        break;
+      case "gone":
+        this.pipeline.reset(outcome.reset);
+        break;
+      case "failed":
+        this.pipeline.error(outcome.error);
+        if (outcome.retryable) {
+          this.retryAfter({ opened: false, retry: "backoff", transportFailure: false });
+          return;
+        }
+        this.pipeline.reset(reset);
+        break;
+    }
+    this.resumingAfterCatchUp = true;
+    void this.open();
   }
   scheduleUpgrade() {
     if (this.rung === 0 || !this.primary?.opened) return;
@@ -774,6 +1088,8 @@ var Supervisor = class {
     const { primary, probe } = this;
     this.primary = void 0;
     this.probe = void 0;
+    this.catchUpRequest?.abort();
+    this.catchUpRequest = void 0;
     primary?.session?.close();
     probe?.session?.close();
     this.retryTimer.cancel();
@@ -921,6 +1237,10 @@ function parseEnvelope(data) {
       const info = parseReset({ reason: raw?.reason, head: raw?.head, oldest_id: raw?.oldestId });
       return info ? { pushlog, from, message: { kind: "reset", info } } : null;
     }
+    case "changes": {
+      const report = parseChangesReport(m["report"]);
+      return report ? { pushlog, from, message: { kind: "changes", report } } : null;
+    }
     case "status":
       return { pushlog, from, message: { kind: "status", status: parseStatus(m["status"]) } };
     case "error": {
@@ -952,14 +1272,30 @@ var TabCoordinator = class {
   options;
   leading = false;
   closed = false;
+  listening = false;
   /** Whether another tab has led before; then this tab's first connection is a reconnect. */
   sawLeader = false;
   supervisor;
   relay;
   start() {
+    this.listen();
+    this.campaign();
+  }
+  /**
+   * Hears the leader's relay without taking part in the election yet: a tab
+   * that reads its initial state first applies what it hears once it has it.
+   */
+  listen() {
+    if (this.listening) return;
+    this.listening = true;
     this.options.channel.onmessage = (message) => this.receive(message.data);
     this.options.local.status({ isLeader: false });
     this.post({ kind: "hello" });
+  }
+  /** Joins the election: this tab may now hold the connection. */
+  campaign() {
+    this.listen();
+    if (this.closed) return;
     this.options.election.start((leading) => leading ? this.lead() : this.follow());
   }
   reconnect() {
@@ -1032,6 +1368,9 @@ var TabCoordinator = class {
       case "reset":
         if (!this.leading) local.reset(message.info);
         return;
+      case "changes":
+        if (!this.leading) local.changedWhileAway(message.report);
+        return;
       case "status":
         this.sawLeader = true;
         if (!this.leading) local.status(message.status);
@@ -1091,6 +1430,11 @@ var RelayPipeline = class {
     this.local.reset(info);
     this.post({ kind: "reset", info });
   }
+  changedWhileAway(report) {
+    if (!this.attached) return;
+    this.local.changedWhileAway(report);
+    this.post({ kind: "changes", report });
+  }
   error(error) {
     if (!this.attached) return;
     this.local.error(error);
@@ -1108,67 +1452,19 @@ var RelayPipeline = class {
 };
 
 // src/transports/missed.ts
+var PATH2 = "/events/missed";
 async function fetchMissed(request) {
-  const { clock, transport } = request;
-  const url = endpoint(request.baseUrl, "/events/missed", {
-    since: request.since,
-    topics: request.topics.join(","),
-    limit: request.limit
-  });
-  const headers = { Accept: "application/json" };
-  if (request.token !== void 0) headers["Authorization"] = `Bearer ${request.token}`;
-  const controller = new AbortController();
-  const abort = () => controller.abort();
-  if (request.signal?.aborted) abort();
-  request.signal?.addEventListener("abort", abort);
-  const timeout = clock.setTimeout(abort, request.timeoutMs);
-  const fail = (error, transportFailure) => ({
-    kind: "failed",
-    error,
-    transportFailure
-  });
-  try {
-    let response;
-    let body;
-    try {
-      response = await request.fetch(url, { headers, signal: controller.signal, cache: "no-store" });
-      body = await response.json().catch(() => void 0);
-    } catch (cause) {
-      return fail(
-        new PushlogError(
-          { kind: "http", code: "network_error", message: `GET /events/missed failed: ${String(cause)}`, transport },
-          { cause }
-        ),
-        true
-      );
-    }
-    const { status } = response;
-    if (status === 410) {
-      const reset = parseReset(body);
-      if (reset) return { kind: "gone", reset };
-    }
-    if (status === 200) {
-      const page = parsePage(body);
-      if (page) return page;
-      const message = "GET /events/missed: unreadable body";
-      return fail(new PushlogError({ kind: "protocol", code: "malformed_page", message, transport }), true);
-    }
-    const server = body;
-    const error = new PushlogError({
-      kind: "http",
-      code: typeof server?.error === "string" ? server.error : `http_${status}`,
-      message: typeof server?.message === "string" ? server.message : `GET /events/missed answered ${status}`,
-      status,
-      transport
-    });
-    const refused = status >= 400 && status < 500 && status !== 404 && status !== 408 && status !== 429;
-    return fail(error, !refused);
-  } finally {
-    clock.clearTimeout(timeout);
-    request.signal?.removeEventListener("abort", abort);
+  const answer = await getLog(request, PATH2, { since: request.since, limit: request.limit });
+  if (answer.kind === "failed") return answer;
+  const { status, body } = answer;
+  if (status === 410) {
+    const reset = parseReset(body);
+    if (reset) return { kind: "gone", reset };
   }
+  if (status === 200) return parsePage2(body) ?? malformed(PATH2, request);
+  return unexpectedStatus(PATH2, request, status, body);
 }
-function parsePage(body) {
+function parsePage2(body) {
   if (typeof body !== "object" || body === null) return null;
   const { events, next_since: nextSince, has_more: hasMore, head } = body;
   if (!Array.isArray(events) || !isEventId(nextSince) || typeof hasMore !== "boolean" || !isEventId(head)) {
@@ -1258,6 +1554,7 @@ var PollingSession = class {
       clock: this.options.clock,
       baseUrl: this.options.baseUrl,
       topics: this.options.topics,
+      types: this.options.types,
       token,
       timeoutMs: this.options.requestTimeoutMs,
       transport: "polling",
@@ -1293,6 +1590,7 @@ var PollingSession = class {
       }
       case "gone":
         this.events.onReset(outcome.reset);
+        if (this.guard.ended) return;
         this.schedule(0);
         return;
       case "failed":
@@ -1359,6 +1657,7 @@ var SseSession = class {
     }
     const url = endpoint(this.options.baseUrl, "/events/stream", {
       topics: this.options.topics.join(","),
+      types: this.options.types?.join(","),
       since: this.context.cursor() ?? void 0,
       token: this.context.token
     });
@@ -1437,6 +1736,7 @@ var SseSession = class {
       clock: this.options.clock,
       baseUrl: this.options.baseUrl,
       topics: this.options.topics,
+      types: this.options.types,
       token,
       timeoutMs: this.options.requestTimeoutMs,
       transport: "sse",
@@ -1580,6 +1880,7 @@ var WebSocketSession = class {
     this.send({
       type: "subscribe",
       topics: this.options.topics,
+      ...this.options.types === void 0 ? {} : { types: this.options.types },
       ...since === null ? {} : { since },
       request_id: this.subscription
     });
@@ -1661,8 +1962,12 @@ function connect(options) {
     )
   );
   const resets = new Listeners(reportCallbackError);
+  const changedWhileAway = new Listeners(reportCallbackError);
+  const initialState = new Listeners(reportCallbackError);
   if (config.onError) errors.add(config.onError);
   if (config.onReset) resets.add(config.onReset);
+  if (config.onChangedWhileAway) changedWhileAway.add(config.onChangedWhileAway);
+  if (config.onInitialState) initialState.add(config.onInitialState);
   const cursor = new Cursor(config.storage, config.storageKey, config.since);
   const snapshots = new SnapshotStore(
     {
@@ -1677,8 +1982,9 @@ function connect(options) {
   );
   cursor.watch((id) => snapshots.update({ lastEventId: id }));
   const delivery = new Delivery(cursor, reportCallbackError);
-  const local = new LocalPipeline(cursor, delivery, snapshots, resets, errors);
-  const supervise = (pipeline, resumption) => new Supervisor(supervisorOptions(config), pipeline, resumption);
+  const local = new LocalPipeline(cursor, delivery, snapshots, { resets, errors, changedWhileAway, initialState });
+  const changesSince = changesReader(config);
+  const supervise = (pipeline, resumption) => new Supervisor(supervisorOptions(config, changesSince), pipeline, resumption);
   let connection;
   if (config.sharing) {
     const { BroadcastChannel, locks, scope, leaderHeartbeatMs } = config.sharing;
@@ -1695,32 +2001,79 @@ function connect(options) {
       local,
       lead: supervise
     });
-    coordinator.start();
-    connection = coordinator;
+    connection = {
+      listen: () => coordinator.listen(),
+      start: () => coordinator.campaign(),
+      reconnect: () => coordinator.reconnect(),
+      close: () => coordinator.close()
+    };
   } else {
     const supervisor = supervise(local, { resuming: false, reconnects: 0 });
-    supervisor.start();
-    connection = { reconnect: () => supervisor.reconnect(), close: () => supervisor.stop() };
+    connection = {
+      listen: () => {
+      },
+      start: () => supervisor.start(),
+      reconnect: () => supervisor.reconnect(),
+      close: () => supervisor.stop()
+    };
   }
+  let loading;
+  if (config.initialState && changesSince) {
+    local.holdForInitialState();
+    connection.listen();
+    loading = loadInitialState(
+      {
+        read: (token, signal) => changesSince(0, token, signal),
+        getToken: config.getToken,
+        backoff: new Backoff(config.backoff, config.random),
+        clock: config.clock,
+        onError: (error) => local.error(error)
+      },
+      (result) => {
+        loading = void 0;
+        if (result.kind === "state") local.initialState(result.report);
+        else local.release();
+        connection.start();
+      }
+    );
+  } else {
+    connection.start();
+  }
+  const close = () => {
+    if (loading) {
+      loading.cancel();
+      loading = void 0;
+      local.status({ state: "offline", transport: null });
+    }
+    connection.close();
+  };
   return {
     on: (pattern, handler) => delivery.on(pattern, handler),
     onType: (type, handler) => delivery.onType(type, handler),
     onReset: (listener) => resets.add(listener),
+    onChangedWhileAway: (listener) => changedWhileAway.add(listener),
+    onInitialState: (listener) => initialState.add(listener),
     onError: (listener) => errors.add(listener),
     subscribe: (listener) => snapshots.subscribe(listener),
     getState: () => snapshots.get().state,
     getSnapshot: () => snapshots.get(),
     reconnect: () => connection.reconnect(),
-    close: () => connection.close()
+    close
   };
 }
-function supervisorOptions(config) {
+function changesReader(config) {
+  const { fetch, clock, baseUrl, topics, types, requestTimeoutMs } = config;
+  if (!fetch) return void 0;
+  return (since, token, signal) => fetchChanges({ fetch, clock, baseUrl, topics, types, token, timeoutMs: requestTimeoutMs, signal }, since);
+}
+function supervisorOptions(config, changesSince) {
   const transports = {};
-  const { baseUrl, topics, clock, WebSocket, EventSource, fetch } = config;
+  const { baseUrl, topics, types, clock, WebSocket, EventSource, fetch } = config;
   if (WebSocket) {
     transports.websocket = webSocketTransport({
       baseUrl,
       topics,
+      types,
       WebSocket,
       clock,
       defaultHeartbeatMs: config.heartbeatMs
@@ -1730,6 +2083,7 @@ function supervisorOptions(config) {
     transports.sse = sseTransport({
       baseUrl,
       topics,
+      types,
       EventSource,
       fetch,
       clock,
@@ -1741,6 +2095,7 @@ function supervisorOptions(config) {
     transports.polling = pollingTransport({
       baseUrl,
       topics,
+      types,
       fetch,
       clock,
       intervalMs: config.pollIntervalMs,
@@ -1758,7 +2113,8 @@ function supervisorOptions(config) {
     upgradeIntervalMs: config.upgradeIntervalMs,
     clock,
     network: config.network,
-    getToken: config.getToken
+    getToken: config.getToken,
+    changesSince
   };
 }
 function newTabId(random) {
@@ -1769,30 +2125,49 @@ function newTabId(random) {
 
 // src/tanstack.ts
 function invalidateOnEvents(client, queryClient, mapping) {
-  const invalidate = (event) => {
-    const seen = /* @__PURE__ */ new Set();
-    const keys = [];
-    const add = (key) => {
-      const id = JSON.stringify(key);
-      if (!seen.has(id)) {
-        seen.add(id);
-        keys.push(key);
-      }
-    };
-    for (const name of [event.entity?.kind, event.type]) {
-      const key = name === void 0 ? void 0 : lookup(mapping, name);
-      if (!key) continue;
-      add([...key]);
-      if (event.entity) add([...key, event.entity.id]);
-    }
-    for (const queryKey of keys) void queryClient.invalidateQueries({ queryKey });
+  const invalidate = (events) => {
+    for (const filters of filtersFor(events, mapping)) void queryClient.invalidateQueries(filters);
   };
-  const stopEvents = client.on("*", invalidate);
+  const stopEvents = client.on("*", (event) => invalidate([event]));
+  const stopChanges = client.onChangedWhileAway((report) => invalidate(report.entities));
   const stopResets = client.onReset(() => void queryClient.invalidateQueries());
   return () => {
     stopEvents();
+    stopChanges();
     stopResets();
   };
+}
+function filtersFor(events, mapping) {
+  const affected = /* @__PURE__ */ new Map();
+  for (const event of events) {
+    for (const name of [event.entity?.kind, event.type]) {
+      const key = name === void 0 ? void 0 : lookup(mapping, name);
+      if (!key) continue;
+      const id = JSON.stringify(key);
+      let entry = affected.get(id);
+      if (!entry) {
+        entry = { key, ids: /* @__PURE__ */ new Set(), everything: false };
+        affected.set(id, entry);
+      }
+      if (event.entity) entry.ids.add(event.entity.id);
+      else entry.everything = true;
+    }
+  }
+  return [...affected.values()].map(({ key, ids, everything }) => ({
+    queryKey: [...key],
+    // TanStack matches `queryKey` as a prefix before it asks the predicate;
+    // the predicate checks it too, so it means the same to any other cache.
+    predicate: ({ queryKey }) => {
+      if (!startsWith(queryKey, key)) return false;
+      if (everything) return true;
+      const next = queryKey[key.length];
+      if (typeof next !== "string" && typeof next !== "number") return true;
+      return ids.has(String(next));
+    }
+  }));
+}
+function startsWith(queryKey, prefix) {
+  return prefix.every((part, i) => JSON.stringify(part) === JSON.stringify(queryKey[i]));
 }
 function lookup(mapping, name) {
   return Object.prototype.hasOwnProperty.call(mapping, name) ? mapping[name] : void 0;
@@ -1805,5 +2180,6 @@ export {
   connect,
   fullJitterDelay,
   invalidateOnEvents,
+  readChanges,
   topicMatches
 };

@@ -112,6 +112,15 @@ pub struct Config {
     #[arg(long, env = "PUSHLOG_RETENTION", default_value = "7d", value_parser = parse_retention)]
     pub retention: Retention,
 
+    /// How long the entity index keeps the latest event of each entity, for
+    /// `/events/changes`: an age (`90d`) or `forever`. An entry ages out only
+    /// once the log has let its event go too. Meant to be much longer than
+    /// `PUSHLOG_RETENTION`, so that a client away longer than the log keeps
+    /// can still learn which entities changed.
+    #[arg(long, env = "PUSHLOG_ENTITY_RETENTION", default_value = "90d",
+          value_parser = parse_entity_retention)]
+    pub entity_retention: EntityRetention,
+
     /// How often the background pruner deletes what retention no longer
     /// keeps (`5s`, `1m`). Between runs the log may hold up to one interval
     /// of traffic beyond its bound.
@@ -438,6 +447,18 @@ impl Config {
 }
 
 /// `90s`, `15m`, `12h`, `7d`, `2w`.
+/// How long entity index rows are kept; `None` is forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntityRetention(pub Option<Duration>);
+
+/// `--entity-retention`: an age, or `forever`.
+pub fn parse_entity_retention(raw: &str) -> Result<EntityRetention, String> {
+    if raw.trim() == "forever" {
+        return Ok(EntityRetention(None));
+    }
+    parse_duration(raw).map(|age| EntityRetention(Some(age)))
+}
+
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
     let split = raw
@@ -508,12 +529,23 @@ mod tests {
             parse_retention("7d,1000"),
             Ok(Retention {
                 max_age: Some(Duration::from_secs(7 * 86_400)),
-                max_events: Some(1000)
+                max_events: Some(1000),
+                entity_max_age: None,
             })
         );
         assert_eq!(parse_retention("forever"), Ok(Retention::default()));
         assert!(parse_retention("0").is_err());
         assert!(parse_retention("1d,2d").is_err());
+    }
+
+    #[test]
+    fn entity_retention_is_an_age_or_forever() {
+        assert_eq!(
+            parse_entity_retention("90d"),
+            Ok(EntityRetention(Some(Duration::from_secs(90 * 86_400))))
+        );
+        assert_eq!(parse_entity_retention("forever"), Ok(EntityRetention(None)));
+        assert!(parse_entity_retention("1000").is_err(), "a count is no age");
     }
 
     /// The command line alone, as if no variable were set.

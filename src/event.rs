@@ -13,8 +13,8 @@ use serde_json::value::RawValue;
 
 /// Longest topic, in characters (the contract says 1–200).
 const MAX_TOPIC_LEN: usize = 200;
-/// Longest event type (1–100).
-const MAX_TYPE_LEN: usize = 100;
+/// Longest event type (1–100); type patterns are held to it too.
+pub(crate) const MAX_TYPE_LEN: usize = 100;
 /// Longest idempotency key (1–200).
 const MAX_KEY_LEN: usize = 200;
 /// Longest entity kind or id. The contract leaves this open; a bound keeps a

@@ -11,18 +11,21 @@
 //! - [`routes`]: HTTP handlers; parse input, authenticate, answer.
 //! - [`transport`]: session loops that carry a feed to a client (SSE).
 //! - [`replay`]: the live/replay handover every transport shares.
+//! - [`changes`]: what changed per entity after a cursor, from the entity
+//!   index, for clients away longer than the log keeps.
 //! - [`hub`]: fan-out of committed events to live subscribers.
 //! - [`store`]: the event log itself (SQLite, or PostgreSQL shared by
 //!   several nodes), group commit, retention.
 //!
-//! Beside them: [`event`] and [`cursor`] (the parsed values), [`wire`] (an
-//! event encoded once per form), [`auth`] (JWT), [`client_address`] (who a
-//! request comes from, behind trusted proxies), [`error`] (the HTTP error
-//! body), [`config`], [`limits`], [`metrics`], [`shutdown`], [`retention`],
-//! [`request_id`] and [`telemetry`] (logs), and [`startup`], which wires it
-//! all together.
+//! Beside them: [`event`], [`cursor`] and [`type_filter`] (the parsed
+//! values), [`wire`] (an event encoded once per form), [`auth`] (JWT),
+//! [`client_address`] (who a request comes from, behind trusted proxies),
+//! [`error`] (the HTTP error body), [`config`], [`limits`], [`metrics`],
+//! [`shutdown`], [`retention`], [`request_id`] and [`telemetry`] (logs), and
+//! [`startup`], which wires it all together.
 
 pub mod auth;
+pub mod changes;
 pub mod client_address;
 pub mod config;
 pub mod cursor;
@@ -41,4 +44,5 @@ pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod transport;
+pub mod type_filter;
 pub mod wire;

@@ -206,6 +206,10 @@ async fn read_log_page(
     let mut events = Vec::new();
     let mut scanned_to = after;
     loop {
+        // Only topics narrow the query. Types and audience are left to
+        // `filter.admits` on every row, the very check live delivery makes,
+        // so the log, the memory window and the hub cannot disagree; a
+        // filter that skips most rows costs rows read, never an event.
         let rows = log
             .read_range(scanned_to, until, &filter.patterns, limit)
             .await?;

@@ -25,7 +25,7 @@ use crate::request_id;
 use crate::retention;
 use crate::routes::{self, AppState};
 use crate::shutdown::Shutdown;
-use crate::store::{EventLog, StoreError};
+use crate::store::{EventLog, Retention, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -221,7 +221,10 @@ impl Application {
         let hub_task = tokio::spawn(hub.clone().run(opened.committed));
         let retention_task = tokio::spawn(retention::run(
             opened.log.clone(),
-            config.retention,
+            Retention {
+                entity_max_age: config.entity_retention.0,
+                ..config.retention
+            },
             config.prune_interval,
             shutdown.clone(),
         ));

@@ -16,25 +16,14 @@ import { fileURLToPath } from 'node:url';
 
 import { chromium } from 'playwright-core';
 
+import { CHROMIUM, CHROMIUM_ARGS } from './chromium.mjs';
+
 import { batch, binaryPath, PushlogServer, waitFor } from '../../clients/js/integration/support/pushlog.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const dashboardDir = resolve(here, '..');
 const artifacts = join(here, 'artifacts');
 const docsScreenshot = resolve(here, '../../docs/dashboard.png');
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-// Chromium's own network features (QUIC, component updates, sync…) are
-// refused in this sandbox; they are switched off so only the page talks.
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 const TABS = 8;
 
 const row = (id) => `[data-testid="event-row"][data-id="${id}"]`;

@@ -20,23 +20,34 @@ use crate::auth::Principal;
 use crate::event::{Event, EventId, TopicPattern};
 use crate::metrics::Metrics;
 use crate::store::CommittedEvents;
+use crate::type_filter::TypeFilter;
 use crate::wire::SharedEvent;
 use recent::RecentEvents;
 use shard::{Batch, ShardLink};
 
 pub use shard::{SHARD_BACKLOG, Shard, Subscription};
 
-/// Which events a subscriber receives: the topics it asked for, narrowed by
-/// what its token may read (topic claim and audience).
+/// Which events a subscriber receives: the topics and types it asked for,
+/// narrowed by what its token may read (topic claim and audience).
+///
+/// Live fan-out, replay from memory and replay from the log all decide with
+/// this one filter, so a resumed reader gets exactly what a live one would.
 #[derive(Debug, Clone)]
 pub struct Filter {
     pub patterns: Vec<TopicPattern>,
+    pub types: TypeFilter,
     pub principal: Principal,
 }
 
 impl Filter {
     pub fn admits(&self, event: &Event) -> bool {
-        self.patterns.iter().any(|p| p.matches(&event.topic)) && self.principal.may_read(event)
+        self.patterns.iter().any(|p| p.matches(&event.topic)) && self.admits_on_its_topic(event)
+    }
+
+    /// The rest of [`Filter::admits`] for an event whose topic one of the
+    /// patterns is known to match: what the hub's topic index leaves to ask.
+    pub(crate) fn admits_on_its_topic(&self, event: &Event) -> bool {
+        self.types.admits(&event.kind) && self.principal.may_read(event)
     }
 }
 

@@ -87,10 +87,11 @@ impl ShardLink {
 
 struct Subscriber {
     filter: Arc<Filter>,
-    /// The token limits no topics: an event without an audience that the
-    /// topic index offers is admitted without looking at the filter, which
-    /// at thousands of subscribers per event saves two cache misses each.
-    reads_every_topic: bool,
+    /// The token limits no topics and the filter no types: an event without
+    /// an audience that the topic index offers is admitted without looking
+    /// at the filter, which at thousands of subscribers per event saves two
+    /// cache misses each.
+    admits_whole_topics: bool,
     queue: queue::Sender,
     /// Events up to this id are not offered: the last one handed over, so
     /// a subscriber reached through two of its patterns gets an event once;
@@ -152,9 +153,10 @@ impl Registry {
                 return;
             }
             // Every candidate has a pattern that matches the topic; what is
-            // left to ask is whether its token may read the event.
-            let open = subscriber.reads_every_topic && event.event().audience.is_none();
-            if !open && !subscriber.filter.principal.may_read(event.event()) {
+            // left to ask is its type filter and whether its token may read
+            // the event.
+            let open = subscriber.admits_whole_topics && event.event().audience.is_none();
+            if !open && !subscriber.filter.admits_on_its_topic(event.event()) {
                 return;
             }
             subscriber.offered_through = id;
@@ -263,7 +265,7 @@ impl Shard {
         let (queue_tx, queue) = queue::bounded(registry.queue_capacity);
         let patterns = filter.patterns.clone();
         let id = registry.subscribers.insert(Subscriber {
-            reads_every_topic: filter.principal.readable.is_none(),
+            admits_whole_topics: filter.principal.readable.is_none() && filter.types.is_any(),
             filter,
             queue: queue_tx,
             offered_through,
@@ -337,6 +339,7 @@ mod tests {
     use crate::auth::Principal;
     use crate::event::{Event, TopicPattern};
     use crate::hub::fixtures::{event, received_id};
+    use crate::type_filter::TypeFilter;
 
     fn reader(user: &str) -> Principal {
         Principal {
@@ -353,6 +356,7 @@ mod tests {
                 .iter()
                 .map(|p| TopicPattern::parse(p).unwrap())
                 .collect(),
+            types: TypeFilter::any(),
             principal: reader("alice"),
         })
     }
@@ -395,6 +399,7 @@ mod tests {
         let shard = shard(8);
         let mut narrow = shard.subscribe(Arc::new(Filter {
             patterns: vec![TopicPattern::All],
+            types: TypeFilter::any(),
             principal: Principal {
                 readable: Some(vec![TopicPattern::parse("a").unwrap()]),
                 ..reader("alice")
@@ -402,6 +407,7 @@ mod tests {
         }));
         let mut bob = shard.subscribe(Arc::new(Filter {
             patterns: vec![TopicPattern::All],
+            types: TypeFilter::any(),
             principal: reader("bob"),
         }));
         shard.deliver(&event(1, "b"));
@@ -419,6 +425,29 @@ mod tests {
         assert!(narrow.try_recv().is_none());
         assert_eq!(received_id(bob.try_recv()), Some(1), "audience: not 2");
         assert!(bob.try_recv().is_none());
+    }
+
+    #[test]
+    fn a_type_filter_decides_among_the_candidates_of_a_topic() {
+        let shard = shard(8);
+        let mut notifications = shard.subscribe(Arc::new(Filter {
+            types: TypeFilter::parse_list("notification:*").unwrap(),
+            ..Filter::clone(&filter(&["device:*"]))
+        }));
+        let mut everything = shard.subscribe(filter(&["device:*"]));
+        let typed = |id, kind: &str| {
+            let mut typed = Event::clone(event(id, "device:1").event());
+            typed.kind = kind.into();
+            Arc::new(SharedEvent::new(typed))
+        };
+
+        shard.deliver(&typed(1, "entity:updated"));
+        shard.deliver(&typed(2, "notification:battery_low"));
+
+        assert_eq!(received_id(notifications.try_recv()), Some(2));
+        assert!(notifications.try_recv().is_none());
+        assert_eq!(received_id(everything.try_recv()), Some(1));
+        assert_eq!(received_id(everything.try_recv()), Some(2));
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! HTTP handlers: each reads as a short script from request to response.
 //! Parsing happens at the edge, here; errors are `ApiError`s.
 
+mod changes;
 mod cors;
 mod dashboard;
 mod health;
 mod missed;
+mod page;
 mod publish;
 mod stream;
 mod ws;
@@ -22,6 +24,7 @@ use crate::limits::{ConnectionLimiter, ConnectionPermit, Limits, PendingLimiter}
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::store::EventLog;
+use crate::type_filter::TypeFilter;
 
 /// Everything a handler may use, shared by all workers.
 pub struct AppState {
@@ -43,6 +46,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/assets/{file}"),
     ("POST", "/events"),
     ("GET", "/events/missed"),
+    ("GET", "/events/changes"),
     ("GET", "/events/stream"),
     ("GET", "/ws"),
     ("GET", "/healthz"),
@@ -51,7 +55,7 @@ pub const ROUTES: &[(&str, &str)] = &[
 ];
 
 /// Every route; the ones a browser front end calls from another origin
-/// (publish, missed, stream) answer CORS for `allowed_origins`.
+/// (publish, missed, changes, stream) answer CORS for `allowed_origins`.
 pub fn configure(cfg: &mut web::ServiceConfig, allowed_origins: &[String]) {
     let cors = || cors::for_origins(allowed_origins);
     cfg.app_data(web::QueryConfig::default().error_handler(|error, _| {
@@ -72,6 +76,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, allowed_origins: &[String]) {
         resource("/events/missed", "GET")
             .wrap(cors())
             .route(web::get().to(missed::missed)),
+    )
+    .service(
+        resource("/events/changes", "GET")
+            .wrap(cors())
+            .route(web::get().to(changes::changes)),
     )
     .service(
         resource("/events/stream", "GET")
@@ -136,11 +145,13 @@ pub(crate) fn admit_connection(state: &AppState) -> Result<ConnectionPermit, Api
         })
 }
 
-/// Parses `?topics=` and checks each pattern against the token: `400` for a
-/// malformed pattern, `403` for one the token can never read.
+/// Parses `?topics=` and `?types=` and checks each topic pattern against the
+/// token: `400` for a malformed pattern or more than `max_patterns` of
+/// either kind, `403` for a topic the token can never read.
 pub(crate) fn reader_filter(
     principal: Principal,
     topics: Option<&str>,
+    types: Option<&str>,
     max_patterns: usize,
 ) -> Result<Filter, ApiError> {
     let patterns =
@@ -154,6 +165,13 @@ pub(crate) fn reader_filter(
             message: format!("at most {max_patterns} topic patterns per request"),
         });
     }
+    let types =
+        TypeFilter::parse_list_at_most(types.unwrap_or(""), max_patterns).map_err(|reason| {
+            ApiError::BadRequest {
+                code: "invalid_type_filter",
+                message: format!("types: {reason}"),
+            }
+        })?;
     if let Some(denied) = patterns.iter().find(|p| !principal.may_subscribe(p)) {
         return Err(ApiError::Forbidden {
             code: "forbidden_topic",
@@ -162,6 +180,7 @@ pub(crate) fn reader_filter(
     }
     Ok(Filter {
         patterns,
+        types,
         principal,
     })
 }

@@ -18,6 +18,7 @@ use crate::transport::sse;
 #[derive(Deserialize)]
 pub struct StreamQuery {
     topics: Option<String>,
+    types: Option<String>,
     since: Option<String>,
     #[serde(rename = "lastEventId")]
     last_event_id_camel: Option<String>,
@@ -33,7 +34,12 @@ pub async fn stream(
     let principal = authenticate(&req, &state)?;
     let view = principal.view();
     let token_lifetime = principal.time_left();
-    let filter = reader_filter(principal, query.topics.as_deref(), MAX_TOPIC_PATTERNS)?;
+    let filter = reader_filter(
+        principal,
+        query.topics.as_deref(),
+        query.types.as_deref(),
+        MAX_TOPIC_PATTERNS,
+    )?;
     let start = resume_point(&req, &query)?;
     let permit = admit_connection(&state)?;
     let opened = Feed::open(

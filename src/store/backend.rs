@@ -32,6 +32,8 @@ pub(super) struct PruneScope {
     pub max_events: Option<u64>,
     /// Events created before this (Unix ms) are beyond the age bound.
     pub keep_after_ms: Option<i64>,
+    /// Entity index rows created before this (Unix ms) have aged out.
+    pub entity_keep_after_ms: Option<i64>,
     /// Most rows deleted in one transaction.
     pub batch: u32,
 }
@@ -90,9 +92,10 @@ pub(super) trait LogBackend: Send + 'static {
     /// when the log can write again.
     fn probe(&mut self) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Deletes the oldest batch within `scope`, under the write lock; raises
-    /// `position`'s pruned mark before the deletes commit. Returns how many
-    /// rows went.
+    /// Deletes the oldest batch of events within `scope`, under the write
+    /// lock, raising `position`'s pruned mark before the deletes commit; and
+    /// the oldest batch of entity index rows that aged out, raising the
+    /// index's own mark in the same transaction. Returns how many rows went.
     fn prune(
         &mut self,
         scope: PruneScope,

@@ -28,10 +28,11 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 pub(crate) use position::LogPosition;
 pub use position::{LogBounds, Resolution};
+pub use rows::IndexedEvent;
 pub use writer::{AppendRejected, Appended, CommittedEvents, PublishedEvent};
 
 use crate::cursor::Since;
-use crate::event::{Event, EventId, NewEvent, TopicPattern};
+use crate::event::{Entity, Event, EventId, NewEvent, Topic, TopicPattern};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -79,11 +80,13 @@ pub enum AppendError {
 }
 
 /// How long events are kept. Either bound, or both, may be set; an event is
-/// deleted once it is outside any of them.
+/// deleted once it is outside any of them. The entity index keeps the latest
+/// event of each entity by age alone, usually far longer than the log.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Retention {
     pub max_age: Option<Duration>,
     pub max_events: Option<u64>,
+    pub entity_max_age: Option<Duration>,
 }
 
 /// Handle to the log, cheap to clone.
@@ -312,6 +315,54 @@ impl EventLog {
                 Ok(events)
             }
         }
+    }
+
+    /// Rows of the entity index with `after < id <= until` on the given
+    /// topics, in id order, at most `limit`: the latest event of each entity
+    /// and audience. Audience is the caller's to apply, as for `read_range`.
+    pub async fn read_entity_range(
+        &self,
+        after: EventId,
+        until: EventId,
+        topics: &[TopicPattern],
+        limit: u32,
+    ) -> Result<Vec<IndexedEvent>, StoreError> {
+        let read = match &self.reader {
+            Reader::Sqlite(reader) => reader.read_entity_range(after, until, topics, limit).await,
+            Reader::Postgres(reader) => reader.read_entity_range(after, until, topics, limit).await,
+        };
+        self.counted(read)
+    }
+
+    /// The entity index's rows for `entity` on `topic` newer than `id`, for
+    /// a row read as `superseded`.
+    pub async fn newer_variants(
+        &self,
+        topic: &Topic,
+        entity: &Entity,
+        id: EventId,
+    ) -> Result<Vec<Event>, StoreError> {
+        let read = match &self.reader {
+            Reader::Sqlite(reader) => reader.newer_variants(topic, entity, id).await,
+            Reader::Postgres(reader) => reader.newer_variants(topic, entity, id).await,
+        };
+        self.counted(read)
+    }
+
+    /// Every entity index row up to this id has aged out: a cursor below it
+    /// may have missed an entity. Read from the database, after the rows it
+    /// vouches for: the mark rises in the transaction that deletes.
+    pub async fn entities_pruned_through(&self) -> Result<EventId, StoreError> {
+        let read = match &self.reader {
+            Reader::Sqlite(reader) => reader.entities_pruned_through().await,
+            Reader::Postgres(reader) => {
+                let through = reader.entities_pruned_through().await;
+                // The log's own mark, for `log_complete`, as `read_range` does.
+                reader.refresh_bounds().await?;
+                through
+            }
+        };
+        self.counted(read)
     }
 
     /// Whether the database answers.

@@ -26,7 +26,9 @@ use sqlx::{AssertSqlSafe, Connection};
 
 use super::backend::{Decide, Locked, LogBackend, PruneScope, numbered};
 use super::position::LogPosition;
-use super::rows::{COLUMNS, event_from_row, range_query};
+use super::rows::{
+    COLUMNS, IndexedEvent, event_from_row, newer_variants_query, range_query, read_latest,
+};
 use super::{StoreError, now_millis};
 use serde_json::value::RawValue;
 
@@ -176,6 +178,51 @@ impl Reader {
         let mut query = range_query::<Postgres>("pushlog.events", after, until, topics, limit);
         let rows = query.build().fetch_all(&self.pool).await?;
         rows.iter().map(event_from_row).collect()
+    }
+
+    /// The entity index's rows with `after < id <= until`, in one snapshot.
+    pub(super) async fn read_entity_range(
+        &self,
+        after: EventId,
+        until: EventId,
+        topics: &[TopicPattern],
+        limit: u32,
+    ) -> Result<Vec<IndexedEvent>, StoreError> {
+        let mut snapshot = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await?;
+        let found = read_latest::<Postgres>(
+            &mut snapshot,
+            "pushlog.entity_index",
+            after,
+            until,
+            topics,
+            limit,
+        )
+        .await?;
+        snapshot.commit().await?;
+        Ok(found)
+    }
+
+    pub(super) async fn newer_variants(
+        &self,
+        topic: &Topic,
+        entity: &Entity,
+        id: EventId,
+    ) -> Result<Vec<Event>, StoreError> {
+        let mut query = newer_variants_query::<Postgres>("pushlog.entity_index", topic, entity, id);
+        let rows = query.build().fetch_all(&self.pool).await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    pub(super) async fn entities_pruned_through(&self) -> Result<EventId, StoreError> {
+        let through: i64 = sqlx::query_scalar(
+            "SELECT entities_pruned_through FROM pushlog.log_head WHERE singleton",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(EventId::new(through).unwrap_or(EventId::ZERO))
     }
 
     /// Raises the local bounds to the shared log's: its head (a cursor from
@@ -337,6 +384,20 @@ impl LogBackend for PgWriter {
         scope: PruneScope,
         position: &LogPosition,
     ) -> Result<u64, StoreError> {
+        let mut deleted = self.prune_log(scope, position).await?;
+        if let Some(keep_after_ms) = scope.entity_keep_after_ms {
+            deleted += self.prune_entities(keep_after_ms, scope.batch).await?;
+        }
+        Ok(deleted)
+    }
+}
+
+impl PgWriter {
+    async fn prune_log(
+        &mut self,
+        scope: PruneScope,
+        position: &LogPosition,
+    ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin_with(BEGIN).await?;
         let (head, pruned): (i64, i64) = sqlx::query_as(
             "SELECT head, pruned_through FROM pushlog.log_head WHERE singleton FOR UPDATE",
@@ -365,6 +426,20 @@ impl LogBackend for PgWriter {
         };
         // Raised before the delete commits; see `LogPosition::raise_pruned`.
         position.raise_pruned(through, through_at);
+        // The entity index keeps serving the entities whose latest event goes.
+        sqlx::query(
+            "UPDATE pushlog.entity_index AS current SET archived = TRUE
+             FROM pushlog.events AS gone
+             WHERE gone.id > $1 AND gone.id <= $2 AND gone.entity_kind IS NOT NULL
+               AND current.topic = gone.topic AND current.entity_kind = gone.entity_kind
+               AND current.entity_id = gone.entity_id
+               AND current.audience_key = COALESCE(gone.audience, '')
+               AND current.id = gone.id",
+        )
+        .bind(pruned)
+        .bind(through)
+        .execute(&mut *tx)
+        .await?;
         let deleted = sqlx::query("DELETE FROM pushlog.events WHERE id > $1 AND id <= $2")
             .bind(pruned)
             .bind(through)
@@ -382,6 +457,35 @@ impl LogBackend for PgWriter {
         tx.commit().await?;
         tracing::debug!(through, deleted, "retention pruned events");
         Ok(deleted)
+    }
+
+    /// Deletes the oldest archived entity index rows created before
+    /// `keep_after_ms`, at most `batch` (a prefix by id, as on SQLite), and
+    /// raises the index's mark to the newest id among them, in one
+    /// statement. Rows another node is deleting are skipped, not waited for.
+    async fn prune_entities(&mut self, keep_after_ms: i64, batch: u32) -> Result<u64, StoreError> {
+        let deleted: i64 = sqlx::query_scalar(
+            "WITH doomed AS (
+                 SELECT id FROM (SELECT id, created_at FROM pushlog.entity_index WHERE archived
+                                 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) AS oldest
+                 WHERE created_at < $1),
+             gone AS (
+                 DELETE FROM pushlog.entity_index WHERE archived AND id IN (SELECT id FROM doomed)
+                 RETURNING id),
+             marked AS (
+                 UPDATE pushlog.log_head SET entities_pruned_through =
+                     GREATEST(entities_pruned_through, (SELECT COALESCE(max(id), 0) FROM gone))
+                 WHERE singleton)
+             SELECT count(*) FROM gone",
+        )
+        .bind(keep_after_ms)
+        .bind(i64::from(batch))
+        .fetch_one(&self.pool)
+        .await?;
+        if deleted > 0 {
+            tracing::debug!(deleted, "entity retention pruned index rows");
+        }
+        Ok(u64::try_from(deleted).unwrap_or(0))
     }
 }
 

@@ -2,7 +2,7 @@
 //! becomes an [`Event`], and how topic patterns become a `WHERE` clause.
 
 use serde_json::value::RawValue;
-use sqlx::{ColumnIndex, Database, Decode, Encode, QueryBuilder, Row, Type};
+use sqlx::{ColumnIndex, Database, Decode, Encode, IntoArguments, QueryBuilder, Row, Type};
 
 use super::{StoreError, millis_to_datetime};
 use crate::event::{Audience, Entity, EntityOp, Event, EventId, Topic, TopicPattern};
@@ -32,6 +32,127 @@ where
     push_topic_filter(&mut query, topics);
     query.push(" ORDER BY id LIMIT ");
     query.push_bind(i64::from(limit));
+    query
+}
+
+/// The latest event of one entity for one audience, as the entity index
+/// knows it.
+#[derive(Debug)]
+pub struct IndexedEvent {
+    pub event: Event,
+    /// The same entity has a newer row, addressed to another audience.
+    pub superseded: bool,
+}
+
+/// Which rows of the entity index a read takes: those whose events the log
+/// has let go (indexed by id), or those whose events it still holds (no
+/// index by id, which every entity change would have to update: a scan,
+/// bounded by the number of entities, with the sort keeping only a page).
+/// Every archived row's id is below every other row's, so reading the
+/// archived rows first gives one id order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rows {
+    Archived,
+    InLog,
+}
+
+/// `SELECT` the rows of the entity index `index` with `after < id <= until`
+/// on `topics`, in id order, at most `limit`, each with `superseded`:
+/// whether the same entity has a newer row for another audience, which is
+/// the latest only for readers who may read it; the caller decides (one
+/// step down the primary key).
+fn latest_range_query<DB>(
+    rows: Rows,
+    index: &str,
+    after: EventId,
+    until: EventId,
+    topics: &[TopicPattern],
+    limit: u32,
+) -> QueryBuilder<DB>
+where
+    DB: Database,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+    String: for<'q> Encode<'q, DB> + Type<DB>,
+{
+    let archived = match rows {
+        Rows::Archived => "archived",
+        Rows::InLog => "NOT archived",
+    };
+    let mut query = QueryBuilder::new(format!(
+        "SELECT {COLUMNS}, EXISTS (SELECT 1 FROM {index} AS newer \
+             WHERE newer.topic = latest.topic AND newer.entity_kind = latest.entity_kind \
+             AND newer.entity_id = latest.entity_id AND newer.id > latest.id) AS superseded \
+         FROM {index} AS latest WHERE {archived} AND id > "
+    ));
+    query.push_bind(after.get());
+    query.push(" AND id <= ");
+    query.push_bind(until.get());
+    push_topic_filter(&mut query, topics);
+    query.push(" ORDER BY id LIMIT ");
+    query.push_bind(i64::from(limit));
+    query
+}
+
+/// The latest events of entities with `after < id <= until`, at most
+/// `limit`, from the entity index `index`: archived rows first, then the
+/// rest. `conn` must hold one snapshot for both reads, so that no row is
+/// archived between them.
+pub(super) async fn read_latest<DB>(
+    conn: &mut DB::Connection,
+    index: &str,
+    after: EventId,
+    until: EventId,
+    topics: &[TopicPattern],
+    limit: u32,
+) -> Result<Vec<IndexedEvent>, StoreError>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    i64: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>,
+    String: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>,
+    bool: for<'r> Decode<'r, DB> + Type<DB>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+{
+    let mut found = Vec::new();
+    for rows in [Rows::Archived, Rows::InLog] {
+        let wanted = limit.saturating_sub(u32::try_from(found.len()).unwrap_or(u32::MAX));
+        if wanted == 0 {
+            break;
+        }
+        let mut query = latest_range_query::<DB>(rows, index, after, until, topics, wanted);
+        for row in query.build().fetch_all(&mut *conn).await? {
+            found.push(IndexedEvent {
+                event: event_from_row(&row)?,
+                superseded: row.try_get("superseded")?,
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// `SELECT` the rows of the entity index `table` for `entity` on `topic`
+/// newer than `id`: the other audiences' latest events.
+pub(super) fn newer_variants_query<DB>(
+    table: &str,
+    topic: &Topic,
+    entity: &Entity,
+    id: EventId,
+) -> QueryBuilder<DB>
+where
+    DB: Database,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+    String: for<'q> Encode<'q, DB> + Type<DB>,
+{
+    let mut query = QueryBuilder::new(format!("SELECT {COLUMNS} FROM {table} WHERE topic = "));
+    query.push_bind(topic.as_str().to_owned());
+    query.push(" AND entity_kind = ");
+    query.push_bind(entity.kind.clone());
+    query.push(" AND entity_id = ");
+    query.push_bind(entity.id.clone());
+    query.push(" AND id > ");
+    query.push_bind(id.get());
+    query.push(" ORDER BY id");
     query
 }
 

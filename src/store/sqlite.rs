@@ -18,8 +18,10 @@ use sqlx::{Connection, QueryBuilder, Sqlite};
 use super::StoreError;
 use super::backend::{Decide, Locked, LogBackend, PruneScope};
 use super::position::LogPosition;
-use super::rows::{COLUMNS, event_from_row, range_query};
-use crate::event::{Event, EventId, TopicPattern};
+use super::rows::{
+    COLUMNS, IndexedEvent, event_from_row, newer_variants_query, range_query, read_latest,
+};
+use crate::event::{Entity, Event, EventId, Topic, TopicPattern};
 
 /// Readers a replay storm may use at once; SQLite WAL readers do not block
 /// the writer, and more connections than cores buy nothing.
@@ -181,15 +183,60 @@ impl SqliteWriter {
         position: &LogPosition,
     ) -> Result<u64, StoreError> {
         let pruned = position.bounds().pruned_through.get();
-        let Some(plan) = plan_prune(&mut self.conn, pruned, self.head, scope).await? else {
+        let mut deleted = 0;
+        if let Some(plan) = plan_prune(&mut self.conn, pruned, self.head, scope).await? {
+            // Raised before the delete commits; see `LogPosition::raise_pruned`.
+            position.raise_pruned(plan.through, plan.through_at);
+            let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
+            deleted = delete_through(&mut tx, &plan).await?;
+            tx.commit().await?;
+            tracing::debug!(through = plan.through, deleted, "retention pruned events");
+        }
+        if let Some(keep_after_ms) = scope.entity_keep_after_ms {
+            deleted += self.try_prune_entities(keep_after_ms, scope.batch).await?;
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes the oldest archived entity index rows created before
+    /// `keep_after_ms`, at most `batch`, and raises the index's mark to the
+    /// newest id among them in the same transaction. `created_at` never
+    /// decreases with `id`, so what has aged out is a prefix of the archived
+    /// rows by id: the oldest `batch` of them, those older than the cutoff.
+    /// A cursor at or above the mark has lost no entity. Rows whose events
+    /// are still in the log never age out before the log lets them go.
+    async fn try_prune_entities(
+        &mut self,
+        keep_after_ms: i64,
+        batch: u32,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
+        let through: Option<i64> = sqlx::query_scalar(
+            "SELECT max(id) FROM ( \
+                 SELECT id, created_at FROM entity_index WHERE archived ORDER BY id LIMIT ?1) \
+             WHERE created_at < ?2",
+        )
+        .bind(i64::from(batch))
+        .bind(keep_after_ms)
+        .fetch_one(&mut *tx)
+        .await?;
+        let Some(through) = through else {
             return Ok(0);
         };
-        // Raised before the delete commits; see `LogPosition::raise_pruned`.
-        position.raise_pruned(plan.through, plan.through_at);
-        let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
-        let deleted = delete_through(&mut tx, &plan).await?;
+        let deleted = sqlx::query("DELETE FROM entity_index WHERE archived AND id <= ?")
+            .bind(through)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query(
+            "UPDATE log_meta SET entities_pruned_through = max(entities_pruned_through, ?) \
+             WHERE singleton = 1",
+        )
+        .bind(through)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
-        tracing::debug!(through = plan.through, deleted, "retention pruned events");
+        tracing::debug!(through, deleted, "entity retention pruned index rows");
         Ok(deleted)
     }
 }
@@ -269,6 +316,41 @@ impl Reader {
         rows.iter().map(event_from_row).collect()
     }
 
+    /// The entity index's rows with `after < id <= until`, in one snapshot.
+    pub(super) async fn read_entity_range(
+        &self,
+        after: EventId,
+        until: EventId,
+        topics: &[TopicPattern],
+        limit: u32,
+    ) -> Result<Vec<IndexedEvent>, StoreError> {
+        let mut snapshot = self.pool.begin().await?;
+        let found =
+            read_latest::<Sqlite>(&mut snapshot, "entity_index", after, until, topics, limit)
+                .await?;
+        snapshot.commit().await?;
+        Ok(found)
+    }
+
+    pub(super) async fn newer_variants(
+        &self,
+        topic: &Topic,
+        entity: &Entity,
+        id: EventId,
+    ) -> Result<Vec<Event>, StoreError> {
+        let mut query = newer_variants_query::<Sqlite>("entity_index", topic, entity, id);
+        let rows = query.build().fetch_all(&self.pool).await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    pub(super) async fn entities_pruned_through(&self) -> Result<EventId, StoreError> {
+        let through: i64 =
+            sqlx::query_scalar("SELECT entities_pruned_through FROM log_meta WHERE singleton = 1")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(EventId::new(through).unwrap_or(EventId::ZERO))
+    }
+
     pub(super) async fn last_id_at_or_before(
         &self,
         t: DateTime<Utc>,
@@ -338,6 +420,36 @@ async fn insert(conn: &mut SqliteConnection, events: &[&Event]) -> Result<(), St
         });
         query.build().execute(&mut *conn).await?;
     }
+    if events.iter().any(|event| event.entity.is_some()) {
+        index_entities(conn, events).await?;
+    }
+    Ok(())
+}
+
+/// Makes each entity event just inserted its entity's latest, in the same
+/// transaction: one statement per append, copying the rows back from the
+/// log (still in cache). An event that is not newer than the row it meets
+/// (only a restore could bring one) changes nothing.
+async fn index_entities(conn: &mut SqliteConnection, events: &[&Event]) -> Result<(), StoreError> {
+    let (Some(first), Some(last)) = (events.first(), events.last()) else {
+        return Ok(());
+    };
+    sqlx::query(
+        "INSERT INTO entity_index (topic, entity_kind, entity_id, audience_key, id, type, \
+             entity_op, payload, audience, idem_key, created_at) \
+         SELECT topic, entity_kind, entity_id, COALESCE(audience, ''), id, type, entity_op, \
+             payload, audience, idem_key, created_at \
+         FROM events WHERE id >= ?1 AND id <= ?2 AND entity_kind IS NOT NULL ORDER BY id \
+         ON CONFLICT (topic, entity_kind, entity_id, audience_key) DO UPDATE SET \
+             id = excluded.id, type = excluded.type, entity_op = excluded.entity_op, \
+             payload = excluded.payload, audience = excluded.audience, \
+             idem_key = excluded.idem_key, created_at = excluded.created_at, archived = 0 \
+         WHERE excluded.id > entity_index.id",
+    )
+    .bind(first.id.get())
+    .bind(last.id.get())
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -385,6 +497,17 @@ async fn plan_prune(
 }
 
 async fn delete_through(conn: &mut SqliteConnection, plan: &PrunePlan) -> Result<u64, StoreError> {
+    // The entity index keeps serving the entities whose latest event goes.
+    sqlx::query(
+        "UPDATE entity_index SET archived = 1 \
+         WHERE (topic, entity_kind, entity_id, audience_key) IN ( \
+             SELECT topic, entity_kind, entity_id, COALESCE(audience, '') FROM events \
+             WHERE id <= ?1 AND entity_kind IS NOT NULL) \
+         AND id <= ?1 AND NOT archived",
+    )
+    .bind(plan.through)
+    .execute(&mut *conn)
+    .await?;
     let deleted = sqlx::query("DELETE FROM events WHERE id <= ?")
         .bind(plan.through)
         .execute(&mut *conn)

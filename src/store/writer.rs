@@ -17,6 +17,7 @@ use crate::metrics::Metrics;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -351,12 +352,12 @@ impl<B: LogBackend> Writer<B> {
     }
 
     async fn prune(&mut self, retention: Retention, batch: u32) -> Result<u64, StoreError> {
-        let keep_after_ms = retention
-            .max_age
-            .map(|age| now_millis() - i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
+        let before =
+            |age: Duration| now_millis() - i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
         let scope = PruneScope {
             max_events: retention.max_events,
-            keep_after_ms,
+            keep_after_ms: retention.max_age.map(before),
+            entity_keep_after_ms: retention.entity_max_age.map(before),
             batch,
         };
         self.backend.prune(scope, &self.position).await

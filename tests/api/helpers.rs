@@ -206,6 +206,18 @@ impl TestApp {
         read_reply(response).await
     }
 
+    /// A GET with `token` as the bearer.
+    pub async fn get_as(&self, token: &str, path: &str) -> Reply {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        read_reply(response).await
+    }
+
     /// A GET whose body is text: status, `Content-Type` and body.
     pub async fn get_text(&self, path: &str) -> (u16, String, String) {
         let mut response = self
@@ -417,4 +429,29 @@ pub fn range(first: i64, last: i64) -> Vec<i64> {
 
 pub fn event(topic: &str) -> Value {
     json!({"topic": topic, "type": "test:event"})
+}
+
+/// For each scenario, a module of two tests: `sqlite` (a fresh SQLite app)
+/// and `postgres` (a node on a fresh PostgreSQL database, kept for the
+/// whole test), so a failure reads `<file>::<scenario>::<backend>`.
+macro_rules! on_both_backends {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            use crate::helpers::spawn_app;
+            use crate::postgres::{TestDatabase, spawn_node};
+
+            #[actix_web::test]
+            async fn sqlite() {
+                super::$scenario(spawn_app().await).await;
+            }
+
+            #[actix_web::test]
+            async fn postgres() {
+                let Some(db) = TestDatabase::create(stringify!($scenario)).await else {
+                    return;
+                };
+                super::$scenario(spawn_node(&db.url).await).await;
+            }
+        }
+    )*};
 }

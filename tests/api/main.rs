@@ -1,11 +1,13 @@
 //! Integration tests: the real application on a random port, each test with
 //! its own SQLite file. One binary, so the crate links once.
 
+#[macro_use]
 mod helpers;
 
 mod asyncapi;
 mod auth;
 mod binary;
+mod changes;
 mod cli;
 mod cluster;
 mod cors;
@@ -28,5 +30,6 @@ mod retention;
 mod shutdown;
 mod store_suite;
 mod stream;
+mod type_filters;
 mod websocket;
 mod ws_client;

@@ -12,6 +12,7 @@ use crate::helpers::{PATIENCE, event, ids_of, range, spawn_app, spawn_app_with};
 const KEEP_TEN: Retention = Retention {
     max_age: None,
     max_events: Some(10),
+    entity_max_age: None,
 };
 
 #[actix_web::test]
@@ -65,6 +66,7 @@ async fn ids_keep_counting_after_retention_empties_the_log() {
     let everything = Retention {
         max_age: Some(Duration::from_millis(1)),
         max_events: None,
+        entity_max_age: None,
     };
     // Ages are measured in milliseconds; let the events become older than 1 ms.
     tokio::time::sleep(Duration::from_millis(20)).await;

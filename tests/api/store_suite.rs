@@ -12,31 +12,6 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, event, ids_of, range};
 use crate::postgres::{TestDatabase, spawn_node};
 
-/// For each scenario, a module of two tests: `sqlite` (a fresh SQLite app)
-/// and `postgres` (a node on a fresh PostgreSQL database, kept for the
-/// whole test), so a failure reads `store_suite::<scenario>::<backend>`.
-macro_rules! on_both_backends {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            use crate::helpers::spawn_app;
-            use crate::postgres::{TestDatabase, spawn_node};
-
-            #[actix_web::test]
-            async fn sqlite() {
-                super::$scenario(spawn_app().await).await;
-            }
-
-            #[actix_web::test]
-            async fn postgres() {
-                let Some(db) = TestDatabase::create(stringify!($scenario)).await else {
-                    return;
-                };
-                super::$scenario(spawn_node(&db.url).await).await;
-            }
-        }
-    )*};
-}
-
 on_both_backends!(
     ids_follow_publish_order_and_pages_cover_the_log_once,
     an_idempotency_key_makes_a_retry_return_the_original,
@@ -50,6 +25,7 @@ on_both_backends!(
 const KEEP_TEN: Retention = Retention {
     max_age: None,
     max_events: Some(10),
+    entity_max_age: None,
 };
 
 /// The single id a `201`/`200` publish answer carries.

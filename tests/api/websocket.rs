@@ -404,6 +404,7 @@ async fn a_cursor_retention_has_passed_is_reset_as_expired_and_the_subscription_
     let keep_ten = Retention {
         max_age: None,
         max_events: Some(10),
+        entity_max_age: None,
     };
     prune_now(&app.handle.log, keep_ten).await.unwrap();
 

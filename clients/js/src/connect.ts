@@ -8,11 +8,13 @@
  */
 
 import { Backoff } from './backoff.js';
+import { fetchChanges } from './changes.js';
 import { Cursor } from './cursor.js';
 import { Delivery } from './delivery.js';
 import type { EventHandler } from './delivery.js';
 import { PushlogError } from './errors.js';
-import type { ResetInfo, ResetReason } from './event.js';
+import type { ChangesReport, ResetInfo, ResetReason } from './event.js';
+import { loadInitialState } from './initial-state.js';
 import { Listeners, reportUncaught } from './listeners.js';
 import { LocalPipeline } from './local.js';
 import { resolveOptions } from './options.js';
@@ -20,7 +22,7 @@ import type { Config, ConnectOptions } from './options.js';
 import { SnapshotStore } from './state.js';
 import type { ConnectionSnapshot, ConnectionState, TransportKind, Unsubscribe } from './state.js';
 import { Supervisor } from './supervisor.js';
-import type { Pipeline, Resumption } from './supervisor.js';
+import type { ChangesSince, Pipeline, Resumption } from './supervisor.js';
 import { channelElection, lockElection } from './tabs/election.js';
 import { TabCoordinator } from './tabs/coordinator.js';
 import { pollingTransport } from './transports/polling.js';
@@ -35,6 +37,13 @@ export interface PushlogClient {
   onType(type: string, handler: EventHandler): Unsubscribe;
   /** The server could not resume from the cursor: refetch everything. */
   onReset(listener: (reason: ResetReason, info: ResetInfo) => void): Unsubscribe;
+  /**
+   * The cursor had expired, but the server still knew which entities
+   * changed after it: refetch those. Comes instead of `onReset`.
+   */
+  onChangedWhileAway(listener: (report: ChangesReport) => void): Unsubscribe;
+  /** With the `initialState` option: the latest event of every entity, before any live event. */
+  onInitialState(listener: (report: ChangesReport) => void): Unsubscribe;
   onError(listener: (error: PushlogError) => void): Unsubscribe;
   /** Connection state and counters; called on every change. */
   subscribe(listener: (snapshot: ConnectionSnapshot) => void): Unsubscribe;
@@ -62,8 +71,12 @@ export function connect(options: ConnectOptions): PushlogClient {
       ),
     );
   const resets = new Listeners<[ResetReason, ResetInfo]>(reportCallbackError);
+  const changedWhileAway = new Listeners<[ChangesReport]>(reportCallbackError);
+  const initialState = new Listeners<[ChangesReport]>(reportCallbackError);
   if (config.onError) errors.add(config.onError);
   if (config.onReset) resets.add(config.onReset);
+  if (config.onChangedWhileAway) changedWhileAway.add(config.onChangedWhileAway);
+  if (config.onInitialState) initialState.add(config.onInitialState);
 
   const cursor = new Cursor(config.storage, config.storageKey, config.since);
   const snapshots = new SnapshotStore(
@@ -79,11 +92,12 @@ export function connect(options: ConnectOptions): PushlogClient {
   );
   cursor.watch((id) => snapshots.update({ lastEventId: id }));
   const delivery = new Delivery(cursor, reportCallbackError);
-  const local = new LocalPipeline(cursor, delivery, snapshots, resets, errors);
+  const local = new LocalPipeline(cursor, delivery, snapshots, { resets, errors, changedWhileAway, initialState });
+  const changesSince = changesReader(config);
   const supervise = (pipeline: Pipeline, resumption: Resumption) =>
-    new Supervisor(supervisorOptions(config), pipeline, resumption);
+    new Supervisor(supervisorOptions(config, changesSince), pipeline, resumption);
 
-  let connection: { reconnect(): void; close(): void };
+  let connection: { listen(): void; start(): void; reconnect(): void; close(): void };
   if (config.sharing) {
     const { BroadcastChannel, locks, scope, leaderHeartbeatMs } = config.sharing;
     const tabId = newTabId(config.random);
@@ -101,34 +115,85 @@ export function connect(options: ConnectOptions): PushlogClient {
       local,
       lead: supervise,
     });
-    coordinator.start();
-    connection = coordinator;
+    connection = {
+      listen: () => coordinator.listen(),
+      start: () => coordinator.campaign(),
+      reconnect: () => coordinator.reconnect(),
+      close: () => coordinator.close(),
+    };
   } else {
     const supervisor = supervise(local, { resuming: false, reconnects: 0 });
-    supervisor.start();
-    connection = { reconnect: () => supervisor.reconnect(), close: () => supervisor.stop() };
+    connection = {
+      listen: () => {},
+      start: () => supervisor.start(),
+      reconnect: () => supervisor.reconnect(),
+      close: () => supervisor.stop(),
+    };
   }
+
+  let loading: { cancel(): void } | undefined;
+  if (config.initialState && changesSince) {
+    local.holdForInitialState();
+    connection.listen();
+    loading = loadInitialState(
+      {
+        read: (token, signal) => changesSince(0, token, signal),
+        getToken: config.getToken,
+        backoff: new Backoff(config.backoff, config.random),
+        clock: config.clock,
+        onError: (error) => local.error(error),
+      },
+      (result) => {
+        loading = undefined;
+        if (result.kind === 'state') local.initialState(result.report);
+        else local.release();
+        connection.start();
+      },
+    );
+  } else {
+    connection.start();
+  }
+
+  const close = () => {
+    if (loading) {
+      loading.cancel();
+      loading = undefined;
+      local.status({ state: 'offline', transport: null });
+    }
+    connection.close();
+  };
 
   return {
     on: (pattern, handler) => delivery.on(pattern, handler),
     onType: (type, handler) => delivery.onType(type, handler),
     onReset: (listener) => resets.add(listener),
+    onChangedWhileAway: (listener) => changedWhileAway.add(listener),
+    onInitialState: (listener) => initialState.add(listener),
     onError: (listener) => errors.add(listener),
     subscribe: (listener) => snapshots.subscribe(listener),
     getState: () => snapshots.get().state,
     getSnapshot: () => snapshots.get(),
     reconnect: () => connection.reconnect(),
-    close: () => connection.close(),
+    close,
   };
 }
 
-function supervisorOptions(config: Config) {
+/** `/events/changes` with this client's filters, all pages; none without `fetch`. */
+function changesReader(config: Config): ChangesSince | undefined {
+  const { fetch, clock, baseUrl, topics, types, requestTimeoutMs } = config;
+  if (!fetch) return undefined;
+  return (since, token, signal) =>
+    fetchChanges({ fetch, clock, baseUrl, topics, types, token, timeoutMs: requestTimeoutMs, signal }, since);
+}
+
+function supervisorOptions(config: Config, changesSince: ChangesSince | undefined) {
   const transports: Partial<Record<TransportKind, OpenSession>> = {};
-  const { baseUrl, topics, clock, WebSocket, EventSource, fetch } = config;
+  const { baseUrl, topics, types, clock, WebSocket, EventSource, fetch } = config;
   if (WebSocket) {
     transports.websocket = webSocketTransport({
       baseUrl,
       topics,
+      types,
       WebSocket,
       clock,
       defaultHeartbeatMs: config.heartbeatMs,
@@ -138,6 +203,7 @@ function supervisorOptions(config: Config) {
     transports.sse = sseTransport({
       baseUrl,
       topics,
+      types,
       EventSource,
       fetch,
       clock,
@@ -149,6 +215,7 @@ function supervisorOptions(config: Config) {
     transports.polling = pollingTransport({
       baseUrl,
       topics,
+      types,
       fetch,
       clock,
       intervalMs: config.pollIntervalMs,
@@ -167,6 +234,7 @@ function supervisorOptions(config: Config) {
     clock,
     network: config.network,
     getToken: config.getToken,
+    changesSince,
   };
 }
 

@@ -27,6 +27,36 @@ export interface PushEvent<Payload = unknown> {
   readonly timestamp: string;
 }
 
+/** An event that names an entity: what `/events/changes` returns. */
+export type EntityEvent<Payload = unknown> = PushEvent<Payload> & { readonly entity: EntityRef };
+
+/**
+ * What `GET /events/changes` answered, all pages together: which entities
+ * changed after `since`, each as its latest event. Two reports have this
+ * shape: the entities changed while a client was away (its cursor had
+ * expired), and a tab's initial state (`since` 0: every entity).
+ */
+export interface ChangesReport {
+  /** How many entities changed: `entities.length`. */
+  readonly count: number;
+  /**
+   * The latest event of each changed entity (one per topic, kind and id), in
+   * id order. An entity removed meanwhile is here too, with `op: 'deleted'`.
+   */
+  readonly entities: readonly EntityEvent[];
+  /** The cursor the changes are counted from; 0 for an initial state. */
+  readonly since: number;
+  /** The client goes on live after this id: every later event is delivered. */
+  readonly head: number;
+  /**
+   * Whether the log still held every event after `since`. When `false`,
+   * retention pruned some, so events without an entity (notifications) in
+   * `(since, head]` are gone for good. Either way, events without an entity
+   * in that range are not delivered: the report replaces them.
+   */
+  readonly logComplete: boolean;
+}
+
 /** Why the server could not continue gap-free from the client's cursor. */
 export type ResetReason = 'cursor_expired' | 'cursor_unknown' | 'lagged' | (string & {});
 
@@ -101,4 +131,27 @@ export function parseJsonObject(text: unknown): Json | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * Checks a report another tab relayed (tabs may run different versions of
+ * the app). `null` unless every entity is a well-formed event with one.
+ */
+export function parseChangesReport(value: unknown): ChangesReport | null {
+  if (!isObject(value)) return null;
+  const { entities, since, head, logComplete } = value;
+  if (!Array.isArray(entities) || !isEventId(since) || !isEventId(head) || typeof logComplete !== 'boolean') {
+    return null;
+  }
+  const parsed: EntityEvent[] = [];
+  for (const raw of entities) {
+    const event = parseEvent(raw);
+    if (!event || !hasEntity(event)) return null;
+    parsed.push(event);
+  }
+  return { count: parsed.length, entities: parsed, since, head, logComplete };
+}
+
+export function hasEntity(event: PushEvent): event is EntityEvent {
+  return event.entity !== undefined;
 }

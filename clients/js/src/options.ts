@@ -9,7 +9,7 @@ import type { BackoffPolicy, RandomSource } from './backoff.js';
 import { systemClock } from './clock.js';
 import type { Clock } from './clock.js';
 import type { PushlogError } from './errors.js';
-import type { ResetInfo, ResetReason } from './event.js';
+import type { ChangesReport, ResetInfo, ResetReason } from './event.js';
 import { alwaysOnline, browserNetwork, globalPlatform } from './platform.js';
 import type {
   BroadcastChannelConstructor,
@@ -28,6 +28,12 @@ export interface ConnectOptions {
   readonly url: string | URL;
   /** Topic patterns to receive: exact, `prefix*`, or `*` (the default). */
   readonly topics?: readonly string[] | undefined;
+  /**
+   * Event types to receive: exact (`entity:updated`) or a prefix ending in
+   * `*` (`notification:*`). Default: every type. Applies to every transport
+   * and to the changes the client reads.
+   */
+  readonly types?: readonly string[] | undefined;
   /** A fixed token. Omit both `token` and `getToken` to rely on the `pushlog_token` cookie. */
   readonly token?: string | undefined;
   /** Called before every connection attempt and poll request, so tokens can refresh. */
@@ -56,6 +62,12 @@ export interface ConnectOptions {
   readonly sseCheckIntervalMs?: number | undefined;
   /** Start after this event id, overriding a stored cursor. */
   readonly since?: number | undefined;
+  /**
+   * Before going live, read the current state of every entity on `topics`
+   * (`/events/changes?since=0`) and hand it to `onInitialState`; then live
+   * from just after it. Per tab: every tab gets its own. Not with `since`.
+   */
+  readonly initialState?: boolean | undefined;
   /** Where to persist the cursor so a reload resumes: `localStorage`, `sessionStorage`, … */
   readonly storage?: StorageLike | undefined;
   /** The storage key. Default `pushlog:cursor:<url>|<topics>`. */
@@ -68,6 +80,14 @@ export interface ConnectOptions {
   readonly leaderHeartbeatMs?: number | undefined;
   /** The server could not resume: refetch everything, then rely on events again. */
   readonly onReset?: ((reason: ResetReason, info: ResetInfo) => void) | undefined;
+  /**
+   * The cursor had expired, but the server still knew which entities changed
+   * after it: refetch those (`report.entities`); the rest of the app's state
+   * is current.
+   */
+  readonly onChangedWhileAway?: ((report: ChangesReport) => void) | undefined;
+  /** With `initialState`: the latest event of every entity, before any live event. */
+  readonly onInitialState?: ((report: ChangesReport) => void) | undefined;
   readonly onError?: ((error: PushlogError) => void) | undefined;
 
   // Platform seams, defaulting to the globals: for tests, polyfills and
@@ -94,6 +114,7 @@ export interface SharingConfig {
 export interface Config {
   readonly baseUrl: URL;
   readonly topics: readonly string[];
+  readonly types: readonly string[] | undefined;
   readonly getToken: () => Promise<string | undefined>;
   readonly ladder: readonly TransportKind[];
   readonly fallbackAfter: number;
@@ -106,10 +127,13 @@ export interface Config {
   readonly heartbeatMs: number;
   readonly sseCheckIntervalMs: number;
   readonly since: number | undefined;
+  readonly initialState: boolean;
   readonly storage: StorageLike | undefined;
   readonly storageKey: string;
   readonly sharing: SharingConfig | undefined;
   readonly onReset: ConnectOptions['onReset'];
+  readonly onChangedWhileAway: ConnectOptions['onChangedWhileAway'];
+  readonly onInitialState: ConnectOptions['onInitialState'];
   readonly onError: ConnectOptions['onError'];
   readonly WebSocket: WebSocketConstructor | undefined;
   readonly EventSource: EventSourceConstructor | undefined;
@@ -127,6 +151,10 @@ export function resolveOptions(options: ConnectOptions): Config {
   const topics = [...(options.topics ?? ['*'])];
   if (topics.length === 0 || topics.some((t) => typeof t !== 'string' || t.length === 0)) {
     throw new TypeError('pushlog: topics must be a non-empty list of topic patterns');
+  }
+  const types = options.types === undefined ? undefined : [...options.types];
+  if (types !== undefined && (types.length === 0 || types.some((t) => typeof t !== 'string' || t.length === 0))) {
+    throw new TypeError('pushlog: types must be a non-empty list of event types (omit it for every type)');
   }
   if (options.token !== undefined && options.getToken !== undefined) {
     throw new TypeError('pushlog: pass either token or getToken, not both');
@@ -151,7 +179,9 @@ export function resolveOptions(options: ConnectOptions): Config {
     );
   }
 
-  const scope = `${baseUrl.href}|${topics.join(',')}`;
+  // Clients with other filters need other connections and other cursors.
+  // Without types the scope is what it always was, so stored cursors stay.
+  const scope = `${baseUrl.href}|${topics.join(',')}${types ? `|types=${types.join(',')}` : ''}`;
   const BroadcastChannel = options.BroadcastChannel ?? globals.BroadcastChannel;
   const share = options.shareAcrossTabs ?? (BroadcastChannel !== undefined && globals.isDocument);
   if (share && BroadcastChannel === undefined) {
@@ -162,6 +192,13 @@ export function resolveOptions(options: ConnectOptions): Config {
   if (since !== undefined && !(Number.isSafeInteger(since) && since >= 0)) {
     throw new TypeError('pushlog: since must be an event id (a non-negative integer)');
   }
+  const initialState = options.initialState ?? false;
+  if (initialState && since !== undefined) {
+    throw new TypeError('pushlog: initialState starts from the current state; it does not go with since');
+  }
+  if (initialState && fetch === undefined) {
+    throw new TypeError('pushlog: initialState needs fetch; pass an implementation in the options');
+  }
   const getToken = tokenSource(options);
   const backoff = { ...DEFAULT_BACKOFF, ...options.backoff };
   positive('backoff.initialMs', backoff.initialMs);
@@ -170,6 +207,7 @@ export function resolveOptions(options: ConnectOptions): Config {
   return {
     baseUrl,
     topics,
+    types,
     getToken,
     ladder,
     fallbackAfter: positive('fallbackAfter', options.fallbackAfter ?? 3),
@@ -182,6 +220,7 @@ export function resolveOptions(options: ConnectOptions): Config {
     heartbeatMs: positive('heartbeatMs', options.heartbeatMs ?? 30_000),
     sseCheckIntervalMs: positive('sseCheckIntervalMs', options.sseCheckIntervalMs ?? 30_000),
     since,
+    initialState,
     storage: options.storage,
     storageKey: options.storageKey ?? `pushlog:cursor:${scope}`,
     sharing:
@@ -194,6 +233,8 @@ export function resolveOptions(options: ConnectOptions): Config {
           }
         : undefined,
     onReset: options.onReset,
+    onChangedWhileAway: options.onChangedWhileAway,
+    onInitialState: options.onInitialState,
     onError: options.onError,
     WebSocket,
     EventSource,

@@ -19,13 +19,21 @@
  *   a moment without a connection.
  * - Every session starts from the pipeline's cursor; the transports put it
  *   in `since`.
+ * - When the server says the cursor has expired (the log was pruned past
+ *   it), the session is closed and the entity index is asked what changed
+ *   since the cursor (`/events/changes`). The app gets those entities, the
+ *   cursor moves to the head of that answer, and a new session resumes
+ *   from there: whatever was committed after the answer is replayed by the
+ *   stream, so nothing falls between the two. Only when the index cannot
+ *   serve the cursor either does the app get a plain reset.
  */
 
 import type { Backoff } from './backoff.js';
+import type { ChangesOutcome } from './changes.js';
 import { Timer } from './clock.js';
 import type { Clock } from './clock.js';
 import { PushlogError } from './errors.js';
-import type { PushEvent, ResetInfo } from './event.js';
+import type { ChangesReport, PushEvent, ResetInfo } from './event.js';
 import type { NetworkMonitor } from './platform.js';
 import type { ConnectionSnapshot, TransportKind } from './state.js';
 import type { OpenSession, Session, SessionContext, SessionEnd } from './transports/session.js';
@@ -42,7 +50,18 @@ export interface SupervisorOptions {
   readonly clock: Clock;
   readonly network: NetworkMonitor;
   readonly getToken: () => Promise<string | undefined>;
+  /**
+   * `/events/changes` after a cursor, all pages; `undefined` where there is
+   * no `fetch`, and an expired cursor is then a plain reset.
+   */
+  readonly changesSince: ChangesSince | undefined;
 }
+
+export type ChangesSince = (
+  since: number,
+  token: string | undefined,
+  signal: AbortSignal,
+) => Promise<ChangesOutcome>;
 
 export type StatusPatch = Partial<
   Pick<ConnectionSnapshot, 'state' | 'transport' | 'reconnects' | 'missedOnLastReconnect'>
@@ -61,6 +80,8 @@ export interface Pipeline {
   /** Moves the cursor forward without an event (polling's `next_since`). */
   skipTo(id: number): void;
   reset(info: ResetInfo): void;
+  /** An expired cursor was served by the entity index: move to `report.head`, tell the app. */
+  changedWhileAway(report: ChangesReport): void;
   error(error: PushlogError): void;
   status(patch: StatusPatch): void;
 }
@@ -98,6 +119,10 @@ export class Supervisor {
   private appliedInReplay = 0;
   private running = false;
   private offline = false;
+  /** The next session continues the one a catch-up closed: it is no reconnect. */
+  private resumingAfterCatchUp = false;
+  /** The `/events/changes` request under way, aborted with the sessions. */
+  private catchUpRequest: AbortController | undefined;
   /** Bumped whenever sessions are dropped, so stale awaits can tell. */
   private generation = 0;
   private unsubscribeNetwork: (() => void) | undefined;
@@ -239,7 +264,9 @@ export class Supervisor {
           if (live()) pipeline.skipTo(id);
         },
         onReset: (info) => {
-          if (live()) pipeline.reset(info);
+          if (!live()) return;
+          if (info.reason === 'cursor_expired') void this.catchUp(info);
+          else pipeline.reset(info);
         },
         // A failing upgrade probe is routine; only the live session's
         // errors are worth the app's attention.
@@ -270,7 +297,8 @@ export class Supervisor {
     if (this.primary !== attempt) return;
     attempt.opened = true;
     this.connectTimer.cancel();
-    if (this.everOpened && !upgraded) this.reconnects += 1;
+    if (this.everOpened && !upgraded && !this.resumingAfterCatchUp) this.reconnects += 1;
+    this.resumingAfterCatchUp = false;
     this.everOpened = true;
     this.replaying = true;
     this.appliedInReplay = 0;
@@ -300,6 +328,7 @@ export class Supervisor {
     }
     if (this.primary !== attempt) return;
     this.dropAll();
+    this.resumingAfterCatchUp = false;
     if (end.error) this.pipeline.error(end.error);
     if (!this.running || this.offline) return;
     this.retryAfter(end);
@@ -324,6 +353,53 @@ export class Supervisor {
     const delay = end.retry === 'now' && end.opened ? 0 : this.options.backoff.next();
     if (delay === 0) void this.open();
     else this.retryTimer.start(delay, () => void this.open());
+  }
+
+  /**
+   * The log has pruned past the cursor. The session is closed first: it
+   * would go on from the reset's head, skipping what changed before it.
+   */
+  private async catchUp(reset: ResetInfo): Promise<void> {
+    const since = this.pipeline.cursor();
+    const { changesSince } = this.options;
+    if (since === null || !changesSince) {
+      this.pipeline.reset(reset);
+      return;
+    }
+    this.dropAll();
+    const generation = this.generation;
+    this.pipeline.status({ state: 'reconnecting', transport: null });
+    const token = await this.token();
+    if (generation !== this.generation) return;
+    if (!token.ok) {
+      this.retryAfter({ opened: false, retry: 'backoff', transportFailure: false });
+      return;
+    }
+    const request = new AbortController();
+    this.catchUpRequest = request;
+    const outcome = await changesSince(since, token.token, request.signal);
+    if (generation !== this.generation) return;
+    this.catchUpRequest = undefined;
+    switch (outcome.kind) {
+      case 'changes':
+        this.pipeline.changedWhileAway(outcome.report);
+        break;
+      case 'gone':
+        this.pipeline.reset(outcome.reset);
+        break;
+      case 'failed':
+        this.pipeline.error(outcome.error);
+        if (outcome.retryable) {
+          // The next session meets the same expired cursor and tries again.
+          this.retryAfter({ opened: false, retry: 'backoff', transportFailure: false });
+          return;
+        }
+        // A server without the endpoint, or one that refuses it: the old way.
+        this.pipeline.reset(reset);
+        break;
+    }
+    this.resumingAfterCatchUp = true;
+    void this.open();
   }
 
   private scheduleUpgrade(): void {
@@ -358,6 +434,8 @@ export class Supervisor {
     const { primary, probe } = this;
     this.primary = undefined;
     this.probe = undefined;
+    this.catchUpRequest?.abort();
+    this.catchUpRequest = undefined;
     primary?.session?.close();
     probe?.session?.close();
     this.retryTimer.cancel();

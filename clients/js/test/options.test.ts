@@ -17,15 +17,21 @@ describe('options', () => {
       ['a negative interval', { pollIntervalMs: -5 }, /pollIntervalMs/],
       ['a cursor that is not an id', { since: 1.5 }, /since/],
       ['an unknown transport', { transport: 'carrier-pigeon' as never }, /unknown transport/],
+      ['an empty type list', { types: [] }, /types/],
+      ['an initial state and a start cursor both', { initialState: true, since: 5 }, /initialState/],
+      ['an initial state without fetch', { initialState: true, fetch: undefined }, /initialState needs fetch/],
       ['tab sharing without BroadcastChannel', { shareAcrossTabs: true, BroadcastChannel: undefined }, /BroadcastChannel/],
     ];
     for (const [what, options, message] of cases) {
       const saved = globalThis.BroadcastChannel;
+      const savedFetch = globalThis.fetch;
       try {
         if (options.shareAcrossTabs) (globalThis as { BroadcastChannel?: unknown }).BroadcastChannel = undefined;
+        if ('fetch' in options) (globalThis as { fetch?: unknown }).fetch = undefined;
         assert.throws(() => connect({ ...base, WebSocket, ...options }), message, what);
       } finally {
         (globalThis as { BroadcastChannel?: unknown }).BroadcastChannel = saved;
+        (globalThis as { fetch?: unknown }).fetch = savedFetch;
       }
     }
   });

@@ -11,9 +11,9 @@ describe('reset', () => {
     await h.clock.advance(500);
     h.socket().accept({ head: 5_120 });
 
-    h.socket().push({ type: 'reset', reason: 'cursor_expired', oldest_id: 900, head: 5_120, request_id: 'r1' });
+    h.socket().push({ type: 'reset', reason: 'lagged', oldest_id: 900, head: 5_120, request_id: 'r1' });
 
-    assert.deepEqual(h.resets, [{ reason: 'cursor_expired', info: { reason: 'cursor_expired', head: 5_120, oldestId: 900 } }]);
+    assert.deepEqual(h.resets, [{ reason: 'lagged', info: { reason: 'lagged', head: 5_120, oldestId: 900 } }]);
     assert.equal(h.snapshot().lastEventId, 5_120);
     const [unsubscribe, subscribe] = h.socket().sent.slice(-2);
     assert.deepEqual(unsubscribe, { type: 'unsubscribe', topics: ['alerts'], request_id: 'r2' });
@@ -54,10 +54,10 @@ describe('reset', () => {
   it('over SSE: tells the app and opens a new stream from the head at once', async () => {
     const h = await launch({ transport: 'sse', since: 3 });
     h.stream().open();
-    h.stream().reset({ reason: 'cursor_expired', oldest_id: 900, head: 5_120 });
+    h.stream().reset({ reason: 'lagged', oldest_id: 900, head: 5_120 });
     await h.clock.advance(0);
 
-    assert.equal(h.resets[0]?.reason, 'cursor_expired');
+    assert.equal(h.resets[0]?.reason, 'lagged');
     assert.equal(h.streams.length, 2);
     assert.equal(h.streams[0]?.closed, true);
     assert.equal(h.stream().params.get('since'), '5120');
@@ -67,12 +67,13 @@ describe('reset', () => {
     const shared = world();
     shared.server.publishMany(10);
     shared.server.prunedThrough = 5;
+    shared.server.servesChanges = false;
     const h = await launch({ transport: 'polling', since: 2 }, shared);
 
     assert.deepEqual(h.resets, [{ reason: 'cursor_expired', info: { reason: 'cursor_expired', head: 10, oldestId: 6 } }]);
     assert.deepEqual(h.receivedIds(), []);
     assert.deepEqual(
-      h.server.requests.map((r) => r.since),
+      h.server.requestsTo('/events/missed').map((r) => r.since),
       [2, 10],
     );
     assert.equal(h.client.getState(), 'connected');

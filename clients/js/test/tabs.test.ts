@@ -6,7 +6,7 @@ import { FakeClock } from './support/fake-clock.js';
 import { FakeBrowser } from './support/fake-browser.js';
 import type { ConnectOptions } from '../src/options.js';
 import type { World } from './support/harness.js';
-import { event, start, world } from './support/harness.js';
+import { change, event, start, world } from './support/harness.js';
 
 /** A tab of `browser` running a client; all tabs share the world's server and clock. */
 function tab(name: string, browser: FakeBrowser, shared: World, options: Partial<ConnectOptions> = {}) {
@@ -142,6 +142,67 @@ describe('one connection per browser', () => {
     assert.equal(b.snapshot().lastEventId, 70);
     assert.equal(b.errors[0]?.code, 'forbidden_topic');
     assert.equal(b.errors[0]?.kind, 'server');
+  });
+
+  it('relays a changed-while-away report to every tab, each moving its cursor to the report’s head', async () => {
+    const { shared, a, b } = await twoTabs();
+    a.socket().events(event(1), event(2));
+    shared.server.publishMany(2);
+    shared.server.publish('alerts', 'entity:deleted', change('fault', '5', 'deleted'));
+    shared.server.publish('alerts', 'notification:info');
+    shared.server.prunedThrough = 3;
+    await shared.clock.advance(0);
+
+    a.socket().push({ type: 'reset', reason: 'cursor_expired', oldest_id: 4, head: 4 });
+    await shared.clock.advance(0);
+
+    for (const tab of [a, b]) {
+      assert.deepEqual(
+        tab.awayReports.map((r) => [r.count, r.entities[0]?.entity.id, r.head, r.logComplete]),
+        [[1, '5', 4, false]],
+      );
+      assert.deepEqual(tab.resets, []);
+      assert.equal(tab.snapshot().lastEventId, 4);
+    }
+    assert.equal(shared.server.requestsTo('/events/changes').length, 1, 'read once, by the leader');
+    a.socket().accept({ head: 4 });
+    assert.equal(a.socket().lastSent('subscribe')?.['since'], 4);
+  });
+
+  it('gives a tab that joins with initialState a state of its own, then what the leader relays after it, in order', async () => {
+    const { browser, shared, a } = await twoTabs();
+    shared.server.publish('alerts', 'entity:created', change('fault', '1', 'created')); // 1
+    shared.server.publish('alerts', 'entity:updated', change('fault', '1')); // 2
+    a.socket().events(event(1), event(2, 'alerts', 'entity:updated', change('fault', '1')));
+    // While the joining tab reads the state (head 2): the leader relays id 2
+    // again in no order the tab can rely on, and id 3, committed after the read.
+    shared.server.beforeChangesAnswer = () => {
+      shared.server.publish('alerts', 'entity:created', change('fault', '3', 'created'));
+      a.socket().events(event(3, 'alerts', 'entity:created', change('fault', '3', 'created')));
+    };
+    const c = tab('C', browser, shared, { initialState: true });
+    const order: string[] = [];
+    c.client.onInitialState((state) => order.push(`state@${state.head}`));
+    c.client.on('*', (e) => order.push(`event ${e.id}`));
+    await shared.clock.advance(0);
+
+    assert.deepEqual(order, ['state@2', 'event 3']);
+    assert.deepEqual(c.initialStates[0]?.entities.map((e) => e.id), [2]);
+    assert.equal(c.snapshot().lastEventId, 3);
+    assert.equal(c.snapshot().isLeader, false);
+    assert.equal(shared.sockets.length, 1, 'the joining tab uses the leader’s connection');
+  });
+
+  it('lets a lone tab with initialState lead once it has its state', async () => {
+    const browser = new FakeBrowser();
+    const shared = world();
+    shared.server.publish('alerts', 'entity:created', change('fault', '1', 'created'));
+    const a = tab('A', browser, shared, { initialState: true });
+    await shared.clock.advance(0);
+    assert.equal(a.initialStates[0]?.head, 1);
+    assert.equal(a.snapshot().isLeader, true);
+    a.socket().accept({ head: 1 });
+    assert.equal(a.socket().lastSent('subscribe')?.['since'], 1);
   });
 
   it('keeps tabs with different topics on separate connections', async () => {

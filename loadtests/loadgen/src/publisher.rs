@@ -32,9 +32,13 @@ pub struct Shape<'a> {
     pub pad: &'a str,
     /// Adds idempotency keys `<prefix>-<seq>`.
     pub key_prefix: Option<&'a str>,
-    /// With `n > 0`, each event changes entity `seq % n` of kind `loadgen`,
-    /// so the server's entity index is kept as a real workload would.
+    /// With `n > 0`, each event changes entity `(seq + entity_offset) % n`
+    /// of kind `loadgen`, so the server keeps its entity index as a real
+    /// workload would.
     pub entities: u32,
+    /// Where this publisher starts among the entities, so that publishers
+    /// in step change different ones.
+    pub entity_offset: u64,
 }
 
 /// The JSON array of `count` events numbered from `first_seq`, each with the
@@ -44,6 +48,7 @@ pub fn batch_body(topic: &str, first_seq: u64, count: u32, shape: Shape<'_>) -> 
         pad,
         key_prefix,
         entities,
+        entity_offset,
     } = shape;
     let sent_us = unix_micros();
     let mut body = String::with_capacity(count as usize * (160 + pad.len()));
@@ -63,7 +68,7 @@ pub fn batch_body(topic: &str, first_seq: u64, count: u32, shape: Shape<'_>) -> 
         }
         body.push('}');
         if entities > 0 {
-            let id = seq % u64::from(entities);
+            let id = seq.wrapping_add(entity_offset) % u64::from(entities);
             let _ = write!(
                 body,
                 r#","entity":{{"kind":"loadgen","id":"{id}","op":"updated"}}"#
@@ -312,7 +317,7 @@ mod tests {
         let shape = Shape {
             pad: "xx",
             key_prefix: Some("k"),
-            entities: 0,
+            ..Shape::default()
         };
         let body = batch_body("t.1", 5, 2, shape);
         let events: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -329,6 +334,7 @@ mod tests {
     fn with_entities_each_event_changes_one_of_them_in_turn() {
         let shape = Shape {
             entities: 3,
+            entity_offset: 1,
             ..Shape::default()
         };
         let events: serde_json::Value =
@@ -336,7 +342,7 @@ mod tests {
         let ids: Vec<&str> = (0..3)
             .map(|i| events[i]["entity"]["id"].as_str().unwrap())
             .collect();
-        assert_eq!(ids, ["2", "0", "1"]);
+        assert_eq!(ids, ["0", "1", "2"], "seq 2, 3, 4 from offset 1");
         assert_eq!(events[0]["entity"]["kind"], "loadgen");
         assert_eq!(events[0]["entity"]["op"], "updated");
     }

@@ -30,6 +30,7 @@ use crate::metrics::{GaugeGuard, Malformed, Metrics, Transport};
 use crate::replay::{Feed, FeedEnd, OpenError, ResetReason, Start, Unresumable};
 use crate::shutdown::Shutdown;
 use crate::store::{EventLog, LogBounds};
+use crate::type_filter::TypeFilter;
 use inbound::FrameGuard;
 use outbound::{Outbound, Unsent};
 use protocol::{ClientMessage, RequestId, ServerMessage};
@@ -469,6 +470,7 @@ impl Connection {
             ),
             ClientMessage::Subscribe {
                 topics,
+                types,
                 since,
                 request_id,
             } => {
@@ -478,7 +480,7 @@ impl Connection {
                         return self.error("invalid_cursor", message, request_id.as_ref());
                     }
                 };
-                self.subscribe(&topics, since, request_id).await
+                self.subscribe(&topics, types, since, request_id).await
             }
             ClientMessage::Unsubscribe { topics, request_id } => {
                 let patterns = match self.parse_patterns(&topics, request_id.as_ref())? {
@@ -536,13 +538,48 @@ impl Connection {
         Ok(Some(patterns))
     }
 
+    /// Parses a `subscribe`'s types; answers an error and returns `None`
+    /// when there are too many or one is malformed. `Some(None)`: the
+    /// message named none, so every type is admitted and nothing echoed.
+    fn parse_types(
+        &mut self,
+        types: Option<Vec<String>>,
+        request_id: Option<&RequestId>,
+    ) -> Result<Option<Option<TypeFilter>>, Closing> {
+        let Some(types) = types else {
+            return Ok(Some(None));
+        };
+        // Counted before anything is parsed, like topic patterns.
+        let max = self.context.limits.max_subscriptions;
+        if types.len() > max {
+            let message = format!("a connection may hold at most {max} type patterns");
+            self.error("too_many_subscriptions", message, request_id)?;
+            return Ok(None);
+        }
+        match TypeFilter::from_list(types, max) {
+            Ok(types) => Ok(Some(Some(types))),
+            Err(reason) => {
+                self.error(
+                    "invalid_type_filter",
+                    format!("types: {reason}"),
+                    request_id,
+                )?;
+                Ok(None)
+            }
+        }
+    }
+
     async fn subscribe(
         &mut self,
         topics: &[String],
+        types: Option<Vec<String>>,
         since: Option<Since>,
         request_id: Option<RequestId>,
     ) -> Result<(), Closing> {
         let Some(patterns) = self.parse_patterns(topics, request_id.as_ref())? else {
+            return Ok(());
+        };
+        let Some(named_types) = self.parse_types(types, request_id.as_ref())? else {
             return Ok(());
         };
         let Some(principal) = self.principal.clone() else {
@@ -558,11 +595,18 @@ impl Connection {
             .filter(|p| self.subscriptions.holds(p))
             .count();
         let total = self.subscriptions.pattern_count() - replaced + patterns.len();
-        if total > self.context.limits.max_subscriptions {
-            let message = format!(
-                "a connection may hold at most {} topic patterns",
-                self.context.limits.max_subscriptions
-            );
+        let max = self.context.limits.max_subscriptions;
+        if total > max {
+            let message = format!("a connection may hold at most {max} topic patterns");
+            return self.error("too_many_subscriptions", message, request_id.as_ref());
+        }
+        // Each feed keeps its own types, so they are bounded per connection
+        // like topic patterns: otherwise every subscription could hold a
+        // whole message's worth.
+        let named_count = named_types.as_ref().map_or(0, |t| t.patterns().len());
+        let total_types = self.subscriptions.type_count_without(&patterns) + named_count;
+        if total_types > max {
+            let message = format!("a connection may hold at most {max} type patterns");
             return self.error("too_many_subscriptions", message, request_id.as_ref());
         }
         let reopen = self.subscriptions.remove(&patterns);
@@ -570,12 +614,14 @@ impl Connection {
         self.send(
             ServerMessage::Subscribed {
                 topics: &patterns,
+                types: named_types.as_ref(),
                 request_id: request_id.as_ref(),
             }
             .encode(),
         )?;
         let start = since.map_or(Start::Now, Start::After);
-        self.open_feed(patterns, principal, start, request_id, true)
+        let types = named_types.unwrap_or_default();
+        self.open_feed(patterns, types, principal, start, request_id, true)
             .await
     }
 
@@ -584,6 +630,7 @@ impl Connection {
     async fn open_feed(
         &mut self,
         patterns: Vec<TopicPattern>,
+        types: TypeFilter,
         principal: Principal,
         start: Start,
         request_id: Option<RequestId>,
@@ -591,6 +638,7 @@ impl Connection {
     ) -> Result<(), Closing> {
         let filter = Arc::new(Filter {
             patterns,
+            types,
             principal,
         });
         let opened = self.open(filter.clone(), start).await;
@@ -634,6 +682,7 @@ impl Connection {
         };
         for Reopen {
             patterns,
+            types,
             cursor,
             request_id,
             owes_caught_up,
@@ -642,6 +691,7 @@ impl Connection {
             let start = Start::After(Since::Id(cursor));
             self.open_feed(
                 patterns,
+                types,
                 principal.clone(),
                 start,
                 request_id,
@@ -691,6 +741,7 @@ impl Connection {
             Update::Ended {
                 end,
                 patterns,
+                types,
                 request_id,
                 owes_caught_up,
             } => match end {
@@ -708,8 +759,15 @@ impl Connection {
                     let start = Start::After(Since::Id(bounds.head));
                     // Boxed: opening a feed queries the log, and this
                     // future is part of every session's own (see `serve`).
-                    Box::pin(self.open_feed(patterns, principal, start, request_id, owes_caught_up))
-                        .await
+                    Box::pin(self.open_feed(
+                        patterns,
+                        types,
+                        principal,
+                        start,
+                        request_id,
+                        owes_caught_up,
+                    ))
+                    .await
                 }
                 FeedEnd::Closed => Err(closing(CloseReason::ShuttingDown, "server shutting down")),
                 FeedEnd::Store(error) => {

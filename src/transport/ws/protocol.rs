@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::cursor::Since;
 use crate::event::{EventId, TopicPattern};
 use crate::replay::ResetReason;
+use crate::type_filter::TypeFilter;
 
 /// Echoed back verbatim so a client can match answers to requests.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -41,6 +42,9 @@ impl CursorValue {
 pub enum ClientMessage {
     Subscribe {
         topics: Vec<String>,
+        /// Absent (or `null`): every type.
+        #[serde(default)]
+        types: Option<Vec<String>>,
         #[serde(default)]
         since: Option<CursorValue>,
         #[serde(default)]
@@ -70,6 +74,10 @@ pub enum ServerMessage<'a> {
     },
     Subscribed {
         topics: &'a [TopicPattern],
+        /// Echoed only when the `subscribe` named types, so a client that
+        /// never does sees the message it always has.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        types: Option<&'a TypeFilter>,
         #[serde(skip_serializing_if = "Option::is_none")]
         request_id: Option<&'a RequestId>,
     },
@@ -121,8 +129,16 @@ mod tests {
         .unwrap();
         assert!(matches!(
             subscribe,
-            ClientMessage::Subscribe { ref topics, since: Some(CursorValue::Id(1200)), request_id: Some(RequestId::Text(ref r)) }
+            ClientMessage::Subscribe { ref topics, types: None, since: Some(CursorValue::Id(1200)), request_id: Some(RequestId::Text(ref r)) }
                 if topics.len() == 2 && r == "r1"
+        ));
+        let typed: ClientMessage = serde_json::from_str(
+            r#"{"type":"subscribe","topics":["alerts"],"types":["entity:*","message:new"]}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            typed,
+            ClientMessage::Subscribe { types: Some(ref types), .. } if types == &["entity:*", "message:new"]
         ));
         assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"ping"}"#).is_ok());
         assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"dance"}"#).is_err());
@@ -143,6 +159,26 @@ mod tests {
         assert_eq!(
             &*ServerMessage::Pong { request_id: None }.encode(),
             r#"{"type":"pong"}"#
+        );
+        let topics = [TopicPattern::parse("alerts").unwrap()];
+        let types = TypeFilter::parse_list("entity:*").unwrap();
+        let untyped = ServerMessage::Subscribed {
+            topics: &topics,
+            types: None,
+            request_id: Some(&id),
+        };
+        let typed = ServerMessage::Subscribed {
+            topics: &topics,
+            types: Some(&types),
+            request_id: None,
+        };
+        assert_eq!(
+            &*untyped.encode(),
+            r#"{"type":"subscribed","topics":["alerts"],"request_id":"r1"}"#
+        );
+        assert_eq!(
+            &*typed.encode(),
+            r#"{"type":"subscribed","topics":["alerts"],"types":["entity:*"]}"#
         );
     }
 }

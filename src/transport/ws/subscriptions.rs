@@ -6,6 +6,11 @@
 //! feed for the rest from its cursor: gap-free, because a feed resumes
 //! exactly like a client does.
 //!
+//! A `subscribe`'s types belong to its feed: they apply to the topics of
+//! that `subscribe` only, a feed reopened for the rest of its patterns keeps
+//! them, and a `subscribe` that takes a pattern over takes it with its own
+//! types (or none).
+//!
 //! Two feeds can both admit an event (`device:*` and `device:1`); such an
 //! event is sent once, remembered until every feed's cursor has passed it.
 
@@ -16,6 +21,7 @@ use std::task::{Context, Poll};
 use super::protocol::RequestId;
 use crate::event::{EventId, TopicPattern};
 use crate::replay::{Feed, FeedEnd, FeedItem};
+use crate::type_filter::TypeFilter;
 use crate::wire::SharedEvent;
 
 struct Active {
@@ -54,15 +60,17 @@ pub enum Update {
     Ended {
         end: FeedEnd,
         patterns: Vec<TopicPattern>,
+        types: TypeFilter,
         request_id: Option<RequestId>,
         /// Whether the client still waits for this request's `caught_up`.
         owes_caught_up: bool,
     },
 }
 
-/// A feed to reopen from `cursor` for `patterns`.
+/// A feed to reopen from `cursor` for `patterns`, with the types it had.
 pub struct Reopen {
     pub patterns: Vec<TopicPattern>,
+    pub types: TypeFilter,
     pub cursor: EventId,
     pub request_id: Option<RequestId>,
     /// Whether the client still waits for this request's `caught_up`,
@@ -85,6 +93,17 @@ impl Subscriptions {
     /// How many topic patterns the connection holds.
     pub fn pattern_count(&self) -> usize {
         self.active.iter().map(|a| a.patterns.len()).sum()
+    }
+
+    /// How many type patterns the connection would hold once `patterns`
+    /// are dropped from every feed: a feed left with other patterns keeps
+    /// its types.
+    pub fn type_count_without(&self, patterns: &[TopicPattern]) -> usize {
+        self.active
+            .iter()
+            .filter(|a| a.patterns.iter().any(|p| !patterns.contains(p)))
+            .map(|a| a.feed.filter().types.patterns().len())
+            .sum()
     }
 
     pub fn add(&mut self, feed: Feed, request_id: Option<RequestId>, announce: bool) {
@@ -117,6 +136,7 @@ impl Subscriptions {
             if !remaining.is_empty() {
                 reopen.push(Reopen {
                     patterns: remaining,
+                    types: active.feed.filter().types.clone(),
                     cursor,
                     request_id: active.request_id,
                     owes_caught_up: active.announce && !active.caught_up,
@@ -205,6 +225,7 @@ impl Subscriptions {
                 Some(Update::Ended {
                     end,
                     owes_caught_up: active.announce && !active.caught_up,
+                    types: active.feed.filter().types.clone(),
                     patterns: active.patterns,
                     request_id: active.request_id,
                 })
@@ -214,12 +235,14 @@ impl Subscriptions {
 
     /// False when another feed already sent this event.
     fn first_delivery(&mut self, from: usize, event: &SharedEvent) -> bool {
-        let topic = &event.event().topic;
+        // Asked of each feed's own filter (topics, types, token), which
+        // decides what that feed delivers, so no event two feeds deliver
+        // goes unremembered.
         let shared = self
             .active
             .iter()
             .enumerate()
-            .any(|(index, a)| index != from && a.patterns.iter().any(|p| p.matches(topic)));
+            .any(|(index, a)| index != from && a.feed.filter().admits(event.event()));
         if !shared {
             return true;
         }

@@ -10,7 +10,8 @@ import WebSocket from 'ws';
 import { connect } from '../../dist/index.js';
 
 /**
- * Connects a client to `server` and records what it sees.
+ * Connects a client to `server` and records what it sees: events, states,
+ * errors, resets, and the changes reports (`awayReports`, `initialStates`).
  * `wire` lists the ids of every event frame, across all sessions, in arrival
  * order; `attempts` counts the sockets and streams the client opened.
  */
@@ -44,9 +45,15 @@ export function connectRecorded(server, options = {}) {
   const events = [];
   const snapshots = [client.getSnapshot()];
   const errors = [];
+  const resets = [];
+  const awayReports = [];
+  const initialStates = [];
   client.on('*', (event) => events.push(event));
   client.subscribe((snapshot) => snapshots.push(snapshot));
   client.onError((error) => errors.push(error));
+  client.onReset((reason, info) => resets.push(info));
+  client.onChangedWhileAway((report) => awayReports.push(report));
+  client.onInitialState((report) => initialStates.push(report));
   return {
     client,
     events,
@@ -54,6 +61,9 @@ export function connectRecorded(server, options = {}) {
     attempts,
     snapshots,
     errors,
+    resets,
+    awayReports,
+    initialStates,
     ids: () => events.map((event) => event.id),
     snapshot: () => client.getSnapshot(),
   };

@@ -179,6 +179,18 @@ export class PushlogServer {
     return body.events;
   }
 
+  /** `GET path` (with its query) as a reader: `{status, body}`. */
+  async read(path, token = this.token({ sub: 'reader' })) {
+    const response = await fetch(`${this.url}${path}`, { headers: { Authorization: `Bearer ${token}` } });
+    return { status: response.status, body: await response.json().catch(() => null) };
+  }
+
+  /** Whether the log has pruned past `since`: `/events/missed` answers 410 `cursor_expired`. */
+  async prunedPast(since) {
+    const { status, body } = await this.read(`/events/missed?since=${since}&limit=1`);
+    return status === 410 && body?.error === 'cursor_expired';
+  }
+
   /**
    * The samples of `GET /metrics`, keyed as exposed without the `pushlog_`
    * prefix, labels included: `connections{transport="ws"}`.

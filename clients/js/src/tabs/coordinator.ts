@@ -3,7 +3,8 @@
  * same topics) elect a leader; the leader runs the only supervisor and
  * relays everything it produces to the others over a BroadcastChannel.
  * Every tab, the leader included, applies events through its own cursor and
- * de-duplication.
+ * de-duplication; resets and "changed while you were away" reports are
+ * relayed the same way, in order with the events.
  *
  * Why a hand-over loses nothing: a follower's cursor only moves when it has
  * applied an event (or heard the leader's cursor, which is sent after the
@@ -14,7 +15,7 @@
  */
 
 import { PushlogError } from '../errors.js';
-import type { PushEvent, ResetInfo } from '../event.js';
+import type { ChangesReport, PushEvent, ResetInfo } from '../event.js';
 import type { LocalPipeline } from '../local.js';
 import type { BroadcastChannelLike } from '../platform.js';
 import type { Pipeline, Resumption, StatusPatch } from '../supervisor.js';
@@ -41,6 +42,7 @@ export interface CoordinatorOptions {
 export class TabCoordinator {
   private leading = false;
   private closed = false;
+  private listening = false;
   /** Whether another tab has led before; then this tab's first connection is a reconnect. */
   private sawLeader = false;
   private supervisor: Leadership | undefined;
@@ -49,9 +51,26 @@ export class TabCoordinator {
   constructor(private readonly options: CoordinatorOptions) {}
 
   start(): void {
+    this.listen();
+    this.campaign();
+  }
+
+  /**
+   * Hears the leader's relay without taking part in the election yet: a tab
+   * that reads its initial state first applies what it hears once it has it.
+   */
+  listen(): void {
+    if (this.listening) return;
+    this.listening = true;
     this.options.channel.onmessage = (message) => this.receive(message.data);
     this.options.local.status({ isLeader: false });
     this.post({ kind: 'hello' });
+  }
+
+  /** Joins the election: this tab may now hold the connection. */
+  campaign(): void {
+    this.listen();
+    if (this.closed) return;
     this.options.election.start((leading) => (leading ? this.lead() : this.follow()));
   }
 
@@ -132,6 +151,9 @@ export class TabCoordinator {
       case 'reset':
         if (!this.leading) local.reset(message.info);
         return;
+      case 'changes':
+        if (!this.leading) local.changedWhileAway(message.report);
+        return;
       case 'status':
         this.sawLeader = true;
         if (!this.leading) local.status(message.status);
@@ -200,6 +222,12 @@ class RelayPipeline implements Pipeline {
     if (!this.attached) return;
     this.local.reset(info);
     this.post({ kind: 'reset', info });
+  }
+
+  changedWhileAway(report: ChangesReport): void {
+    if (!this.attached) return;
+    this.local.changedWhileAway(report);
+    this.post({ kind: 'changes', report });
   }
 
   error(error: PushlogError): void {

@@ -5,8 +5,8 @@
  */
 
 import type { PushlogErrorDetails } from '../errors.js';
-import { parseEvent, parseReset } from '../event.js';
-import type { PushEvent, ResetInfo } from '../event.js';
+import { parseChangesReport, parseEvent, parseReset } from '../event.js';
+import type { ChangesReport, PushEvent, ResetInfo } from '../event.js';
 import type { StatusPatch } from '../supervisor.js';
 
 export type RelayMessage =
@@ -18,6 +18,8 @@ export type RelayMessage =
   /** The leader's cursor moved without an event (start, `next_since`), or a follower joined. */
   | { readonly kind: 'cursor'; readonly id: number }
   | { readonly kind: 'reset'; readonly info: ResetInfo }
+  /** The leader caught up on an expired cursor: which entities changed meanwhile. */
+  | { readonly kind: 'changes'; readonly report: ChangesReport }
   | { readonly kind: 'status'; readonly status: StatusPatch }
   | { readonly kind: 'error'; readonly error: PushlogErrorDetails }
   /** Leader → followers: closing; a follower will take over. */
@@ -59,6 +61,10 @@ export function parseEnvelope(data: unknown): Envelope | null {
       const raw = m['info'] as { reason?: unknown; head?: unknown; oldestId?: unknown } | undefined;
       const info = parseReset({ reason: raw?.reason, head: raw?.head, oldest_id: raw?.oldestId });
       return info ? { pushlog, from, message: { kind: 'reset', info } } : null;
+    }
+    case 'changes': {
+      const report = parseChangesReport(m['report']);
+      return report ? { pushlog, from, message: { kind: 'changes', report } } : null;
     }
     case 'status':
       return { pushlog, from, message: { kind: 'status', status: parseStatus(m['status']) } };

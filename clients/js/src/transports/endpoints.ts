@@ -20,7 +20,7 @@ export function parseBaseUrl(url: string | URL): URL {
 
 export function endpoint(
   base: URL,
-  path: '/ws' | '/events/stream' | '/events/missed',
+  path: '/ws' | '/events/stream' | '/events/missed' | '/events/changes',
   query: Record<string, string | number | undefined>,
 ): string {
   const url = new URL(base.href);

@@ -2,32 +2,20 @@
  * One request to `GET /events/missed`, with its outcomes spelled out.
  *
  * Used by polling (every page), by SSE (the head for a client without a
- * cursor, and its liveness check) and by nothing else. Unlike WebSocket and
- * EventSource, `fetch` can send headers, so the token travels in
- * `Authorization` here and stays out of URLs and access logs.
+ * cursor, and its liveness check) and by nothing else.
  */
 
-import type { Clock } from '../clock.js';
-import { PushlogError } from '../errors.js';
 import { isEventId, parseEvent, parseReset } from '../event.js';
 import type { PushEvent, ResetInfo } from '../event.js';
-import type { FetchLike } from '../platform.js';
 import type { TransportKind } from '../state.js';
-import { endpoint } from './endpoints.js';
+import { getLog, malformed, unexpectedStatus } from './log-request.js';
+import type { LogAnswer, LogRequest } from './log-request.js';
 
-export interface MissedRequest {
-  readonly fetch: FetchLike;
-  readonly clock: Clock;
-  readonly baseUrl: URL;
-  readonly topics: readonly string[];
+export interface MissedRequest extends LogRequest {
   readonly since: number;
   readonly limit?: number;
-  readonly token: string | undefined;
-  readonly timeoutMs: number;
   /** Which transport asks, for error reports. */
   readonly transport: TransportKind;
-  /** Aborts the request when the session that made it ends. */
-  readonly signal?: AbortSignal;
 }
 
 export type MissedOutcome =
@@ -40,77 +28,20 @@ export type MissedOutcome =
     }
   /** 410: the cursor is expired or unknown; refetch and continue from `head`. */
   | { readonly kind: 'gone'; readonly reset: ResetInfo }
-  | {
-      readonly kind: 'failed';
-      readonly error: PushlogError;
-      /** See `SessionEnd.transportFailure`. */
-      readonly transportFailure: boolean;
-    };
+  | Extract<LogAnswer, { kind: 'failed' }>;
+
+const PATH = '/events/missed';
 
 export async function fetchMissed(request: MissedRequest): Promise<MissedOutcome> {
-  const { clock, transport } = request;
-  const url = endpoint(request.baseUrl, '/events/missed', {
-    since: request.since,
-    topics: request.topics.join(','),
-    limit: request.limit,
-  });
-  const headers: Record<string, string> = { Accept: 'application/json' };
-  if (request.token !== undefined) headers['Authorization'] = `Bearer ${request.token}`;
-
-  const controller = new AbortController();
-  const abort = () => controller.abort();
-  if (request.signal?.aborted) abort();
-  request.signal?.addEventListener('abort', abort);
-  const timeout = clock.setTimeout(abort, request.timeoutMs);
-  const fail = (error: PushlogError, transportFailure: boolean): MissedOutcome => ({
-    kind: 'failed',
-    error,
-    transportFailure,
-  });
-
-  try {
-    let response;
-    let body: unknown;
-    try {
-      response = await request.fetch(url, { headers, signal: controller.signal, cache: 'no-store' });
-      body = await response.json().catch(() => undefined);
-    } catch (cause) {
-      return fail(
-        new PushlogError(
-          { kind: 'http', code: 'network_error', message: `GET /events/missed failed: ${String(cause)}`, transport },
-          { cause },
-        ),
-        true,
-      );
-    }
-    const { status } = response;
-    if (status === 410) {
-      const reset = parseReset(body);
-      if (reset) return { kind: 'gone', reset };
-    }
-    if (status === 200) {
-      const page = parsePage(body);
-      if (page) return page;
-      const message = 'GET /events/missed: unreadable body';
-      return fail(new PushlogError({ kind: 'protocol', code: 'malformed_page', message, transport }), true);
-    }
-    const server = body as { error?: unknown; message?: unknown } | undefined;
-    const error = new PushlogError({
-      kind: 'http',
-      code: typeof server?.error === 'string' ? server.error : `http_${status}`,
-      message: typeof server?.message === 'string' ? server.message : `GET /events/missed answered ${status}`,
-      status,
-      transport,
-    });
-    // 4xx means the server is there and said no: another transport would be
-    // told the same. Anything else (5xx, a proxy's 404/502) may be this
-    // path being unusable.
-    const refused = status >= 400 && status < 500 && status !== 404 && status !== 408 && status !== 429;
-    return fail(error, !refused);
-  } finally {
-    clock.clearTimeout(timeout);
-    request.signal?.removeEventListener('abort', abort);
+  const answer = await getLog(request, PATH, { since: request.since, limit: request.limit });
+  if (answer.kind === 'failed') return answer;
+  const { status, body } = answer;
+  if (status === 410) {
+    const reset = parseReset(body);
+    if (reset) return { kind: 'gone', reset };
   }
+  if (status === 200) return parsePage(body) ?? malformed(PATH, request);
+  return unexpectedStatus(PATH, request, status, body);
 }
 
 function parsePage(body: unknown): MissedOutcome | null {

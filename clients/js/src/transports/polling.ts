@@ -20,6 +20,8 @@ import type { OpenSession, Session, SessionContext, SessionEvents } from './sess
 export interface PollingTransportOptions {
   readonly baseUrl: URL;
   readonly topics: readonly string[];
+  /** Event types to receive (exact or `prefix*`); `undefined` for every type. */
+  readonly types: readonly string[] | undefined;
   readonly fetch: FetchLike;
   readonly clock: Clock;
   readonly intervalMs: number;
@@ -63,6 +65,7 @@ class PollingSession implements Session {
       clock: this.options.clock,
       baseUrl: this.options.baseUrl,
       topics: this.options.topics,
+      types: this.options.types,
       token,
       timeoutMs: this.options.requestTimeoutMs,
       transport: 'polling' as const,
@@ -99,8 +102,10 @@ class PollingSession implements Session {
         return;
       }
       case 'gone':
-        // The supervisor moves the cursor to the head; go on from there.
+        // The supervisor moves the cursor to the head and this session goes
+        // on from there, or (an expired cursor) closes it to catch up first.
         this.events.onReset(outcome.reset);
+        if (this.guard.ended) return;
         this.schedule(0);
         return;
       case 'failed':

@@ -29,6 +29,8 @@ import type { OpenSession, Session, SessionContext, SessionEnd, SessionEvents } 
 export interface SseTransportOptions {
   readonly baseUrl: URL;
   readonly topics: readonly string[];
+  /** Event types to receive (exact or `prefix*`); `undefined` for every type. */
+  readonly types: readonly string[] | undefined;
   readonly EventSource: EventSourceConstructor;
   readonly fetch: FetchLike;
   readonly clock: Clock;
@@ -82,6 +84,7 @@ class SseSession implements Session {
     }
     const url = endpoint(this.options.baseUrl, '/events/stream', {
       topics: this.options.topics.join(','),
+      types: this.options.types?.join(','),
       since: this.context.cursor() ?? undefined,
       token: this.context.token,
     });
@@ -169,6 +172,7 @@ class SseSession implements Session {
       clock: this.options.clock,
       baseUrl: this.options.baseUrl,
       topics: this.options.topics,
+      types: this.options.types,
       token,
       timeoutMs: this.options.requestTimeoutMs,
       transport: 'sse' as const,

@@ -26,6 +26,8 @@ import type { OpenSession, Session, SessionContext, SessionEnd, SessionEvents } 
 export interface WebSocketTransportOptions {
   readonly baseUrl: URL;
   readonly topics: readonly string[];
+  /** Event types to receive (exact or `prefix*`); `undefined` for every type. */
+  readonly types: readonly string[] | undefined;
   readonly WebSocket: WebSocketConstructor;
   readonly clock: Clock;
   /** Used when `welcome` carries no `heartbeat_ms`. */
@@ -159,6 +161,7 @@ class WebSocketSession implements Session {
     this.send({
       type: 'subscribe',
       topics: this.options.topics,
+      ...(this.options.types === undefined ? {} : { types: this.options.types }),
       ...(since === null ? {} : { since }),
       request_id: this.subscription,
     });

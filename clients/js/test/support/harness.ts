@@ -7,7 +7,7 @@
 import { connect } from '../../src/connect.js';
 import type { PushlogClient } from '../../src/connect.js';
 import type { PushlogError } from '../../src/errors.js';
-import type { PushEvent, ResetInfo } from '../../src/event.js';
+import type { ChangesReport, EntityEvent, PushEvent, ResetInfo } from '../../src/event.js';
 import type { ConnectOptions } from '../../src/options.js';
 import type { NetworkMonitor } from '../../src/platform.js';
 import type { ConnectionSnapshot, ConnectionState } from '../../src/state.js';
@@ -50,6 +50,9 @@ export interface Harness extends World {
   /** Every event a handler on `*` received, in order. */
   readonly received: PushEvent[];
   readonly resets: { reason: string; info: ResetInfo }[];
+  /** Every "changed while you were away" report, in order. */
+  readonly awayReports: ChangesReport[];
+  readonly initialStates: ChangesReport[];
   readonly errors: PushlogError[];
   /** Every state the client went through, in order, without repeats. */
   readonly states: ConnectionState[];
@@ -65,6 +68,8 @@ export interface Harness extends World {
 export function start(options: Partial<ConnectOptions> = {}, shared: World = world()): Harness {
   const received: PushEvent[] = [];
   const resets: Harness['resets'] = [];
+  const awayReports: ChangesReport[] = [];
+  const initialStates: ChangesReport[] = [];
   const errors: PushlogError[] = [];
   const states: ConnectionState[] = [];
   const client = connect({
@@ -80,6 +85,8 @@ export function start(options: Partial<ConnectOptions> = {}, shared: World = wor
     fetch: shared.server.fetch,
     network: shared.network,
     onReset: (reason, info) => resets.push({ reason, info }),
+    onChangedWhileAway: (report) => awayReports.push(report),
+    onInitialState: (report) => initialStates.push(report),
     onError: (error) => errors.push(error),
     ...options,
   });
@@ -94,6 +101,8 @@ export function start(options: Partial<ConnectOptions> = {}, shared: World = wor
     client,
     received,
     resets,
+    awayReports,
+    initialStates,
     errors,
     states,
     snapshot: () => client.getSnapshot(),
@@ -132,6 +141,16 @@ export class FakeNetwork implements NetworkMonitor {
 /** A minimal event as the server would send it. */
 export function event(id: number, topic = 'alerts', type = 'entity:updated', extra: Partial<PushEvent> = {}): PushEvent {
   return { id, topic, type, timestamp: '2026-11-22T10:15:03.123Z', ...extra };
+}
+
+/** What publishing a change of entity `kind`/`id` carries. */
+export function change(kind: string, id: string, op = 'updated'): Partial<PushEvent> {
+  return { entity: { kind, id, op } };
+}
+
+/** An event naming an entity, as `/events/changes` returns it. */
+export function entityEvent(id: number, kind: string, entityId: string, op = 'updated', topic = 'alerts'): EntityEvent {
+  return { id, topic, type: `entity:${op}`, timestamp: '2026-11-22T10:15:03.123Z', entity: { kind, id: entityId, op } };
 }
 
 /** `start`, then lets the first attempt get under way. */

@@ -62,6 +62,8 @@ pub async fn run(args: PublishArgs) -> Result<Outcome, RunError> {
             let keys = args.keys.then(|| format!("{}-{i}", setup.topic));
             let batch = args.batch;
             let entities = args.entities;
+            // Spread evenly, so publishers in step change different entities.
+            let entity_offset = u64::from(entities) * i as u64 / u64::from(args.publishers);
             tokio::spawn(async move {
                 let mut tally = Tally::default();
                 let mut seq = 0u64;
@@ -70,6 +72,7 @@ pub async fn run(args: PublishArgs) -> Result<Outcome, RunError> {
                         pad: &pad,
                         key_prefix: keys.as_deref(),
                         entities,
+                        entity_offset,
                     };
                     let body = channel.body(seq, batch, shape);
                     let sent = Instant::now();

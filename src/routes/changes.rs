@@ -1,0 +1,52 @@
+//! `GET /events/changes?since=&topics=&types=&limit=`: which entities
+//! changed after a cursor, the latest readable event of each, from the
+//! entity index (see [`crate::changes`]). `since=0` is the initial state.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::AppState;
+use super::page::{PageQuery, PageRequest, page_fields, page_response};
+use crate::changes::read_changes;
+use crate::error::ApiError;
+use crate::replay::Unresumable;
+use crate::store::Resolution;
+
+pub async fn changes(
+    req: HttpRequest,
+    query: web::Query<PageQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let PageRequest {
+        view,
+        since,
+        limit,
+        filter,
+    } = PageRequest::read(&req, &state, &query)?;
+
+    // The log's verdict on the cursor matters only when it is ahead: one
+    // the log has pruned past is what the entity index is for (a timestamp
+    // is turned into an id by the log, so one older than it stays expired).
+    let cursor = match state.log.resolve(since).await? {
+        Resolution::Resumable(cursor) => cursor,
+        Resolution::Expired(bounds) => match since {
+            crate::cursor::Since::Id(cursor) => cursor,
+            crate::cursor::Since::Time(_) => {
+                return Err(ApiError::Gone(Unresumable::Expired(bounds)));
+            }
+        },
+        Resolution::Ahead(bounds) => return Err(ApiError::Gone(Unresumable::Ahead(bounds))),
+    };
+    // Read after resolving, so the cursor is never above it.
+    let head = state.log.bounds().head;
+    let page = read_changes(&state.log, &filter, cursor, head, limit)
+        .await?
+        .map_err(ApiError::Gone)?;
+
+    let mut fields = page_fields(page.covered_through, page.has_more, head);
+    fields.push_str(if page.log_complete {
+        ",\"log_complete\":true"
+    } else {
+        ",\"log_complete\":false"
+    });
+    Ok(page_response(&page.events, view, &fields))
+}
