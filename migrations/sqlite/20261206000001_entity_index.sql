@@ -6,17 +6,14 @@
 -- Keyed by audience too: if the latest event of an entity is addressed to
 -- someone else, a reader must still learn of the latest one it may read.
 -- Rows are whole copies of the events, because retention deletes the
--- originals: a row is `archived` once the log no longer holds its event,
--- and from then on it is what serves that entity, for
--- PUSHLOG_ENTITY_RETENTION.
+-- originals; they are kept for PUSHLOG_ENTITY_RETENTION.
 --
--- Each append upserts a row per entity event in its own transaction (see
--- `sqlite.rs`), and that is the index's whole cost on the append path: an
--- in-place update of one row of this table. Reading in id order needs an
--- index on `id`, which every change of an entity would have to delete from
--- and insert into; so only archived rows are indexed by id, and the rows
--- whose events are still in the log are found by a scan of this table,
--- which has one row per entity, the sort keeping only a page.
+-- The writer brings the index up to date from the log every few seconds
+-- (`entities_indexed_through` below), one upsert per entity changed in the
+-- meantime, and readers take the events after that mark from the log in
+-- the same snapshot, so a read is exact all the same. An upsert in every
+-- append's commit would write and fsync a page of this table per entity
+-- event; a batch writes each page once (loadtests/RESULTS.md).
 CREATE TABLE entity_index (
     topic        TEXT    NOT NULL,
     entity_kind  TEXT    NOT NULL,
@@ -29,14 +26,13 @@ CREATE TABLE entity_index (
     audience     TEXT,
     idem_key     TEXT,
     created_at   INTEGER NOT NULL,
-    archived     INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (topic, entity_kind, entity_id, audience_key)
 ) WITHOUT ROWID;
 
--- Archived rows in id order: pages older than the log, and entity
--- retention, which takes them oldest first (`created_at` never decreases
--- with `id`, so what has aged out is a prefix).
-CREATE INDEX entity_index_archived ON entity_index (id) WHERE archived;
+-- Pages from a cursor, in id order; entity retention takes the oldest rows
+-- (`created_at` never decreases with `id`, so what has aged out is a
+-- prefix).
+CREATE INDEX entity_index_id ON entity_index (id);
 
 -- The events already in the log, latest per entity and audience.
 INSERT INTO entity_index (topic, entity_kind, entity_id, audience_key, id, type, entity_op,
@@ -49,9 +45,13 @@ FROM (SELECT *, ROW_NUMBER() OVER (
       FROM events WHERE entity_kind IS NOT NULL)
 WHERE newest = 1;
 
--- How far entity retention has deleted: a `since` below it may have missed
--- an entity whose row aged out. Entities of events the log had pruned
--- before this index existed were never indexed, so it starts at the log's
--- own mark.
+-- `entities_indexed_through`: every event up to this id is in the index.
+-- `entities_pruned_through`: entity retention has deleted index rows up to
+-- this id, so a `since` below it may have missed an entity. Entities of
+-- events the log had pruned before this index existed were never indexed,
+-- so it starts at the log's own mark.
+ALTER TABLE log_meta ADD COLUMN entities_indexed_through INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE log_meta ADD COLUMN entities_pruned_through INTEGER NOT NULL DEFAULT 0;
-UPDATE log_meta SET entities_pruned_through = pruned_through;
+UPDATE log_meta SET
+    entities_indexed_through = max(pruned_through, COALESCE((SELECT max(id) FROM events), 0)),
+    entities_pruned_through = pruned_through;

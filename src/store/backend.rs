@@ -49,6 +49,28 @@ impl PruneScope {
     }
 }
 
+/// What one prune step did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Events of the log the entity index took in.
+    pub indexed: u64,
+    /// The index is still behind the log by more than a batch: it took in
+    /// a whole batch and deleted nothing.
+    pub index_behind: bool,
+    /// Rows deleted: events, and entity index rows that aged out.
+    pub deleted: u64,
+}
+
+impl Pruned {
+    /// Whether another step has work: a backlog to index, or more to
+    /// delete. An index that merely took in what was appended since the
+    /// last step is not a reason for another step (under steady publishing
+    /// there always is some, and each step is a commit).
+    pub fn more_to_do(&self) -> bool {
+        self.index_behind || self.deleted > 0
+    }
+}
+
 /// The SQL side of the single writer.
 pub(super) trait LogBackend: Send + 'static {
     /// Whether commits reach the hub from the writer itself (this node owns
@@ -92,15 +114,17 @@ pub(super) trait LogBackend: Send + 'static {
     /// when the log can write again.
     fn probe(&mut self) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Deletes the oldest batch of events within `scope`, under the write
-    /// lock, raising `position`'s pruned mark before the deletes commit; and
-    /// the oldest batch of entity index rows that aged out, raising the
-    /// index's own mark in the same transaction. Returns how many rows went.
+    /// Brings the entity index up to date with the log (so that nothing is
+    /// pruned before it is indexed), then deletes the oldest batch of events
+    /// within `scope`, under the write lock, raising `position`'s pruned
+    /// mark before the deletes commit; and the oldest batch of entity index
+    /// rows that aged out, raising the index's own mark in the same
+    /// transaction.
     fn prune(
         &mut self,
         scope: PruneScope,
         position: &LogPosition,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Pruned, StoreError>> + Send;
 }
 
 /// `events` as stored after `head`: ids `head + 1`, `head + 2`, …, all at

@@ -26,9 +26,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, mpsc, oneshot};
 
+pub use backend::Pruned;
 pub(crate) use position::LogPosition;
 pub use position::{LogBounds, Resolution};
-pub use rows::IndexedEvent;
+pub use rows::{EntityPage, IndexedEvent};
 pub use writer::{AppendRejected, Appended, CommittedEvents, PublishedEvent};
 
 use crate::cursor::Since;
@@ -216,9 +217,14 @@ impl EventLog {
         result
     }
 
-    /// Deletes one batch of events that `retention` no longer keeps; returns
-    /// how many. Call until it returns 0.
-    pub async fn prune_batch(&self, retention: Retention, batch: u32) -> Result<u64, StoreError> {
+    /// One step of retention: brings the entity index up to date with the
+    /// log, or deletes one batch of what `retention` no longer keeps. Call
+    /// until it finds nothing to do.
+    pub async fn prune_batch(
+        &self,
+        retention: Retention,
+        batch: u32,
+    ) -> Result<Pruned, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.writer
             .send(writer::Command::Prune {
@@ -317,19 +323,20 @@ impl EventLog {
         }
     }
 
-    /// Rows of the entity index with `after < id <= until` on the given
-    /// topics, in id order, at most `limit`: the latest event of each entity
-    /// and audience. Audience is the caller's to apply, as for `read_range`.
-    pub async fn read_entity_range(
+    /// One read of the entity index for `after < id <= until` on the given
+    /// topics: at most `limit` of its rows, and the entity events after its
+    /// mark (see [`EntityPage`]). Audience is the caller's to apply, as for
+    /// `read_range`.
+    pub async fn read_entity_page(
         &self,
         after: EventId,
         until: EventId,
         topics: &[TopicPattern],
         limit: u32,
-    ) -> Result<Vec<IndexedEvent>, StoreError> {
+    ) -> Result<EntityPage, StoreError> {
         let read = match &self.reader {
-            Reader::Sqlite(reader) => reader.read_entity_range(after, until, topics, limit).await,
-            Reader::Postgres(reader) => reader.read_entity_range(after, until, topics, limit).await,
+            Reader::Sqlite(reader) => reader.read_entity_page(after, until, topics, limit).await,
+            Reader::Postgres(reader) => reader.read_entity_page(after, until, topics, limit).await,
         };
         self.counted(read)
     }

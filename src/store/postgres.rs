@@ -24,10 +24,11 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, Postgres};
 use sqlx::{AssertSqlSafe, Connection};
 
-use super::backend::{Decide, Locked, LogBackend, PruneScope, numbered};
+use super::backend::{Decide, Locked, LogBackend, PruneScope, Pruned, numbered};
 use super::position::LogPosition;
 use super::rows::{
-    COLUMNS, IndexedEvent, event_from_row, newer_variants_query, range_query, read_latest,
+    COLUMNS, EntityPage, EntityTables, event_from_row, newer_variants_query, range_query,
+    read_entity_page,
 };
 use super::{StoreError, now_millis};
 use serde_json::value::RawValue;
@@ -35,6 +36,10 @@ use serde_json::value::RawValue;
 use crate::event::{
     Audience, Entity, Event, EventDraft, EventId, NewEvent, PayloadRules, Topic, TopicPattern,
 };
+
+/// Events the entity index takes in per transaction (see the SQLite
+/// backend).
+const INDEX_BATCH: u32 = 100_000;
 
 /// The schema that holds pushlog's tables and functions.
 const SCHEMA: &str = "pushlog";
@@ -180,29 +185,29 @@ impl Reader {
         rows.iter().map(event_from_row).collect()
     }
 
-    /// The entity index's rows with `after < id <= until`, in one snapshot.
-    pub(super) async fn read_entity_range(
+    /// One read of the entity index, in one snapshot (see
+    /// [`EntityPage`]).
+    pub(super) async fn read_entity_page(
         &self,
         after: EventId,
         until: EventId,
         topics: &[TopicPattern],
         limit: u32,
-    ) -> Result<Vec<IndexedEvent>, StoreError> {
+    ) -> Result<EntityPage, StoreError> {
+        const TABLES: EntityTables = EntityTables {
+            events: "pushlog.events",
+            index: "pushlog.entity_index",
+            indexed_through: "SELECT indexed_through FROM pushlog.entity_index_marks WHERE singleton",
+        };
         let mut snapshot = self
             .pool
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .await?;
-        let found = read_latest::<Postgres>(
-            &mut snapshot,
-            "pushlog.entity_index",
-            after,
-            until,
-            topics,
-            limit,
-        )
-        .await?;
+        let page =
+            read_entity_page::<Postgres>(&mut snapshot, &TABLES, after, until, topics, limit)
+                .await?;
         snapshot.commit().await?;
-        Ok(found)
+        Ok(page)
     }
 
     pub(super) async fn newer_variants(
@@ -218,7 +223,7 @@ impl Reader {
 
     pub(super) async fn entities_pruned_through(&self) -> Result<EventId, StoreError> {
         let through: i64 = sqlx::query_scalar(
-            "SELECT entities_pruned_through FROM pushlog.log_head WHERE singleton",
+            "SELECT pruned_through FROM pushlog.entity_index_marks WHERE singleton",
         )
         .fetch_one(&self.pool)
         .await?;
@@ -383,16 +388,75 @@ impl LogBackend for PgWriter {
         &mut self,
         scope: PruneScope,
         position: &LogPosition,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Pruned, StoreError> {
+        let indexed = self.index_entities(INDEX_BATCH).await?;
+        if indexed >= u64::from(INDEX_BATCH) {
+            // Nothing is pruned before it is indexed: the next step goes on.
+            return Ok(Pruned {
+                indexed,
+                index_behind: true,
+                deleted: 0,
+            });
+        }
         let mut deleted = self.prune_log(scope, position).await?;
         if let Some(keep_after_ms) = scope.entity_keep_after_ms {
             deleted += self.prune_entities(keep_after_ms, scope.batch).await?;
         }
-        Ok(deleted)
+        Ok(Pruned {
+            indexed,
+            index_behind: false,
+            deleted,
+        })
     }
 }
 
 impl PgWriter {
+    /// Takes the next `batch` committed events after the index's mark into
+    /// the entity index (the latest of each entity and audience among them,
+    /// unless a newer one is there already) and moves the mark, in one
+    /// transaction under the marks' lock, which appends never take. Returns
+    /// how many events of the log it covered.
+    async fn index_entities(&mut self, batch: u32) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin_with(BEGIN).await?;
+        let through: i64 = sqlx::query_scalar(
+            "SELECT indexed_through FROM pushlog.entity_index_marks WHERE singleton FOR UPDATE",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        // The head is committed with its events: everything up to it is too.
+        let head: i64 = sqlx::query_scalar("SELECT head FROM pushlog.log_head WHERE singleton")
+            .fetch_one(&mut *tx)
+            .await?;
+        let upto = head.min(through.saturating_add(i64::from(batch)));
+        if upto <= through {
+            return Ok(0);
+        }
+        sqlx::query(
+            "INSERT INTO pushlog.entity_index AS current (topic, entity_kind, entity_id,
+                 audience_key, id, type, entity_op, payload, audience, idem_key, created_at)
+             SELECT DISTINCT ON (topic, entity_kind, entity_id, COALESCE(audience, ''))
+                 topic, entity_kind, entity_id, COALESCE(audience, ''), id, type, entity_op,
+                 payload, audience, idem_key, created_at
+             FROM pushlog.events WHERE id > $1 AND id <= $2 AND entity_kind IS NOT NULL
+             ORDER BY topic, entity_kind, entity_id, COALESCE(audience, ''), id DESC
+             ON CONFLICT (topic, entity_kind, entity_id, audience_key) DO UPDATE SET
+                 id = excluded.id, type = excluded.type, entity_op = excluded.entity_op,
+                 payload = excluded.payload, audience = excluded.audience,
+                 idem_key = excluded.idem_key, created_at = excluded.created_at
+             WHERE excluded.id > current.id",
+        )
+        .bind(through)
+        .bind(upto)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE pushlog.entity_index_marks SET indexed_through = $1 WHERE singleton")
+            .bind(upto)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(u64::try_from(upto - through).unwrap_or(0))
+    }
+
     async fn prune_log(
         &mut self,
         scope: PruneScope,
@@ -404,14 +468,20 @@ impl PgWriter {
         )
         .fetch_one(&mut *tx)
         .await?;
+        // Nothing goes before the entity index has it.
+        let indexed: i64 = sqlx::query_scalar(
+            "SELECT indexed_through FROM pushlog.entity_index_marks WHERE singleton",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
         // As on SQLite (see `sqlite::plan_prune`): the last row of the next
         // batch outside retention, found as an id range.
         let plan: Option<(i64, i64)> = sqlx::query_as(
             "SELECT id, created_at FROM (
                  SELECT id, created_at FROM pushlog.events
-                 WHERE id > $1 AND id <= GREATEST($2, COALESCE(
+                 WHERE id > $1 AND id <= LEAST($5, GREATEST($2, COALESCE(
                      (SELECT id FROM pushlog.events WHERE created_at < $3
-                      ORDER BY created_at DESC, id DESC LIMIT 1), 0))
+                      ORDER BY created_at DESC, id DESC LIMIT 1), 0)))
                  ORDER BY id LIMIT $4
              ) AS batch ORDER BY id DESC LIMIT 1",
         )
@@ -419,6 +489,7 @@ impl PgWriter {
         .bind(scope.keep_after_id(head))
         .bind(scope.keep_after_ms.unwrap_or(i64::MIN))
         .bind(i64::from(scope.batch))
+        .bind(indexed)
         .fetch_optional(&mut *tx)
         .await?;
         let Some((through, through_at)) = plan else {
@@ -426,20 +497,6 @@ impl PgWriter {
         };
         // Raised before the delete commits; see `LogPosition::raise_pruned`.
         position.raise_pruned(through, through_at);
-        // The entity index keeps serving the entities whose latest event goes.
-        sqlx::query(
-            "UPDATE pushlog.entity_index AS current SET archived = TRUE
-             FROM pushlog.events AS gone
-             WHERE gone.id > $1 AND gone.id <= $2 AND gone.entity_kind IS NOT NULL
-               AND current.topic = gone.topic AND current.entity_kind = gone.entity_kind
-               AND current.entity_id = gone.entity_id
-               AND current.audience_key = COALESCE(gone.audience, '')
-               AND current.id = gone.id",
-        )
-        .bind(pruned)
-        .bind(through)
-        .execute(&mut *tx)
-        .await?;
         let deleted = sqlx::query("DELETE FROM pushlog.events WHERE id > $1 AND id <= $2")
             .bind(pruned)
             .bind(through)
@@ -459,22 +516,27 @@ impl PgWriter {
         Ok(deleted)
     }
 
-    /// Deletes the oldest archived entity index rows created before
-    /// `keep_after_ms`, at most `batch` (a prefix by id, as on SQLite), and
-    /// raises the index's mark to the newest id among them, in one
-    /// statement. Rows another node is deleting are skipped, not waited for.
+    /// Deletes the oldest entity index rows created before `keep_after_ms`
+    /// whose events the log has let go, at most `batch` (a prefix by id, as
+    /// on SQLite), and raises the index's mark to the newest id among them,
+    /// under the marks' lock.
     async fn prune_entities(&mut self, keep_after_ms: i64, batch: u32) -> Result<u64, StoreError> {
         let deleted: i64 = sqlx::query_scalar(
-            "WITH doomed AS (
-                 SELECT id FROM (SELECT id, created_at FROM pushlog.entity_index WHERE archived
-                                 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) AS oldest
+            "WITH marks AS (
+                 SELECT pruned_through FROM pushlog.entity_index_marks WHERE singleton FOR UPDATE),
+             doomed AS (
+                 SELECT id FROM (
+                     SELECT id, created_at FROM pushlog.entity_index
+                     WHERE id <= (SELECT pruned_through FROM pushlog.log_head WHERE singleton)
+                     ORDER BY id LIMIT $2) AS oldest
                  WHERE created_at < $1),
              gone AS (
-                 DELETE FROM pushlog.entity_index WHERE archived AND id IN (SELECT id FROM doomed)
+                 DELETE FROM pushlog.entity_index WHERE id IN (SELECT id FROM doomed)
                  RETURNING id),
              marked AS (
-                 UPDATE pushlog.log_head SET entities_pruned_through =
-                     GREATEST(entities_pruned_through, (SELECT COALESCE(max(id), 0) FROM gone))
+                 UPDATE pushlog.entity_index_marks SET pruned_through =
+                     GREATEST((SELECT pruned_through FROM marks),
+                              (SELECT COALESCE(max(id), 0) FROM gone))
                  WHERE singleton)
              SELECT count(*) FROM gone",
         )

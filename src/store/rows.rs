@@ -35,6 +35,18 @@ where
     query
 }
 
+/// One read of the entity index: its rows, and the entity events after its
+/// mark, which the log holds and the index takes in a moment later.
+#[derive(Debug)]
+pub struct EntityPage {
+    /// Rows of the index, in id order; at most the limit asked for.
+    pub indexed: Vec<IndexedEvent>,
+    /// Every event up to this id is in the index.
+    pub indexed_through: EventId,
+    /// Every entity event after the mark (and the cursor), in id order.
+    pub tail: Vec<Event>,
+}
+
 /// The latest event of one entity for one audience, as the entity index
 /// knows it.
 #[derive(Debug)]
@@ -44,25 +56,12 @@ pub struct IndexedEvent {
     pub superseded: bool,
 }
 
-/// Which rows of the entity index a read takes: those whose events the log
-/// has let go (indexed by id), or those whose events it still holds (no
-/// index by id, which every entity change would have to update: a scan,
-/// bounded by the number of entities, with the sort keeping only a page).
-/// Every archived row's id is below every other row's, so reading the
-/// archived rows first gives one id order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Rows {
-    Archived,
-    InLog,
-}
-
 /// `SELECT` the rows of the entity index `index` with `after < id <= until`
 /// on `topics`, in id order, at most `limit`, each with `superseded`:
 /// whether the same entity has a newer row for another audience, which is
 /// the latest only for readers who may read it; the caller decides (one
 /// step down the primary key).
-fn latest_range_query<DB>(
-    rows: Rows,
+fn entity_range_query<DB>(
     index: &str,
     after: EventId,
     until: EventId,
@@ -74,15 +73,11 @@ where
     i64: for<'q> Encode<'q, DB> + Type<DB>,
     String: for<'q> Encode<'q, DB> + Type<DB>,
 {
-    let archived = match rows {
-        Rows::Archived => "archived",
-        Rows::InLog => "NOT archived",
-    };
     let mut query = QueryBuilder::new(format!(
         "SELECT {COLUMNS}, EXISTS (SELECT 1 FROM {index} AS newer \
              WHERE newer.topic = latest.topic AND newer.entity_kind = latest.entity_kind \
              AND newer.entity_id = latest.entity_id AND newer.id > latest.id) AS superseded \
-         FROM {index} AS latest WHERE {archived} AND id > "
+         FROM {index} AS latest WHERE id > "
     ));
     query.push_bind(after.get());
     query.push(" AND id <= ");
@@ -93,18 +88,26 @@ where
     query
 }
 
-/// The latest events of entities with `after < id <= until`, at most
-/// `limit`, from the entity index `index`: archived rows first, then the
-/// rest. `conn` must hold one snapshot for both reads, so that no row is
-/// archived between them.
-pub(super) async fn read_latest<DB>(
+/// The tables and the mark a read of the entity index involves.
+pub(super) struct EntityTables {
+    pub events: &'static str,
+    pub index: &'static str,
+    /// A query for the index's mark: every event up to it is indexed.
+    pub indexed_through: &'static str,
+}
+
+/// One read of the entity index for `after < id <= until` on `topics`, in
+/// one snapshot `conn` holds: at most `limit` of its rows, and the events
+/// after its mark that the log holds and the index has not taken in yet,
+/// which the caller merges in (see [`EntityPage`]).
+pub(super) async fn read_entity_page<DB>(
     conn: &mut DB::Connection,
-    index: &str,
+    tables: &EntityTables,
     after: EventId,
     until: EventId,
     topics: &[TopicPattern],
     limit: u32,
-) -> Result<Vec<IndexedEvent>, StoreError>
+) -> Result<EntityPage, StoreError>
 where
     DB: Database,
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
@@ -113,22 +116,44 @@ where
     String: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>,
     bool: for<'r> Decode<'r, DB> + Type<DB>,
     for<'a> &'a str: ColumnIndex<DB::Row>,
+    usize: ColumnIndex<DB::Row>,
 {
-    let mut found = Vec::new();
-    for rows in [Rows::Archived, Rows::InLog] {
-        let wanted = limit.saturating_sub(u32::try_from(found.len()).unwrap_or(u32::MAX));
-        if wanted == 0 {
-            break;
-        }
-        let mut query = latest_range_query::<DB>(rows, index, after, until, topics, wanted);
+    let indexed_through: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(tables.indexed_through))
+        .fetch_one(&mut *conn)
+        .await?;
+    let indexed_through = EventId::new(indexed_through).unwrap_or(EventId::ZERO);
+    let mut indexed = Vec::new();
+    if after < indexed_through.min(until) {
+        let mut query = entity_range_query::<DB>(
+            tables.index,
+            after,
+            indexed_through.min(until),
+            topics,
+            limit,
+        );
         for row in query.build().fetch_all(&mut *conn).await? {
-            found.push(IndexedEvent {
+            indexed.push(IndexedEvent {
                 event: event_from_row(&row)?,
                 superseded: row.try_get("superseded")?,
             });
         }
     }
-    Ok(found)
+    let mut tail = Vec::new();
+    let tail_after = after.max(indexed_through);
+    if tail_after < until {
+        let mut query = range_query::<DB>(tables.events, tail_after, until, topics, u32::MAX);
+        for row in query.build().fetch_all(&mut *conn).await? {
+            let event = event_from_row(&row)?;
+            if event.entity.is_some() {
+                tail.push(event);
+            }
+        }
+    }
+    Ok(EntityPage {
+        indexed,
+        indexed_through,
+        tail,
+    })
 }
 
 /// `SELECT` the rows of the entity index `table` for `entity` on `topic`

@@ -16,16 +16,20 @@ use sqlx::sqlite::{
 use sqlx::{Connection, QueryBuilder, Sqlite};
 
 use super::StoreError;
-use super::backend::{Decide, Locked, LogBackend, PruneScope};
+use super::backend::{Decide, Locked, LogBackend, PruneScope, Pruned};
 use super::position::LogPosition;
 use super::rows::{
-    COLUMNS, IndexedEvent, event_from_row, newer_variants_query, range_query, read_latest,
+    COLUMNS, EntityPage, EntityTables, event_from_row, newer_variants_query, range_query,
+    read_entity_page,
 };
 use crate::event::{Entity, Event, EventId, Topic, TopicPattern};
 
 /// Readers a replay storm may use at once; SQLite WAL readers do not block
 /// the writer, and more connections than cores buy nothing.
 const READ_CONNECTIONS: u32 = 4;
+/// Events the entity index takes in per transaction: each of its pages is
+/// written once per batch, whatever number of the batch's events land on it.
+const INDEX_BATCH: u32 = 100_000;
 /// SQLite's default bound on host parameters is 32766; batches stay far below.
 const ROWS_PER_INSERT: usize = 500;
 
@@ -181,7 +185,16 @@ impl SqliteWriter {
         &mut self,
         scope: PruneScope,
         position: &LogPosition,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Pruned, StoreError> {
+        let indexed = self.try_index_entities(INDEX_BATCH).await?;
+        if indexed >= u64::from(INDEX_BATCH) {
+            // Nothing is pruned before it is indexed: the next step goes on.
+            return Ok(Pruned {
+                indexed,
+                index_behind: true,
+                deleted: 0,
+            });
+        }
         let pruned = position.bounds().pruned_through.get();
         let mut deleted = 0;
         if let Some(plan) = plan_prune(&mut self.conn, pruned, self.head, scope).await? {
@@ -193,29 +206,82 @@ impl SqliteWriter {
             tracing::debug!(through = plan.through, deleted, "retention pruned events");
         }
         if let Some(keep_after_ms) = scope.entity_keep_after_ms {
-            deleted += self.try_prune_entities(keep_after_ms, scope.batch).await?;
+            let log_pruned = position.bounds().pruned_through.get();
+            deleted += self
+                .try_prune_entities(keep_after_ms, log_pruned, scope.batch)
+                .await?;
         }
-        Ok(deleted)
+        Ok(Pruned {
+            indexed,
+            index_behind: false,
+            deleted,
+        })
     }
 
-    /// Deletes the oldest archived entity index rows created before
-    /// `keep_after_ms`, at most `batch`, and raises the index's mark to the
-    /// newest id among them in the same transaction. `created_at` never
-    /// decreases with `id`, so what has aged out is a prefix of the archived
-    /// rows by id: the oldest `batch` of them, those older than the cutoff.
-    /// A cursor at or above the mark has lost no entity. Rows whose events
-    /// are still in the log never age out before the log lets them go.
+    /// Takes the next `batch` events after the index's mark into the entity
+    /// index, each the latest of its entity unless a newer one is there
+    /// already, and moves the mark, in one transaction. Returns how many
+    /// events of the log it covered. The batch is grouped by entity: one
+    /// upsert per entity, in key order, so the index's pages are visited in
+    /// order (SQLite's `max()` gives the other columns of the row it picks).
+    async fn try_index_entities(&mut self, batch: u32) -> Result<u64, StoreError> {
+        let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
+        let through: i64 =
+            sqlx::query_scalar("SELECT entities_indexed_through FROM log_meta WHERE singleton = 1")
+                .fetch_one(&mut *tx)
+                .await?;
+        let upto = self.head.min(through.saturating_add(i64::from(batch)));
+        if upto <= through {
+            return Ok(0);
+        }
+        sqlx::query(
+            "INSERT INTO entity_index (topic, entity_kind, entity_id, audience_key, id, type, \
+                 entity_op, payload, audience, idem_key, created_at) \
+             SELECT topic, entity_kind, entity_id, audience_key, id, type, entity_op, payload, \
+                 audience, idem_key, created_at FROM ( \
+                 SELECT topic, entity_kind, entity_id, COALESCE(audience, '') AS audience_key, \
+                     max(id) AS id, type, entity_op, payload, audience, idem_key, created_at \
+                 FROM events WHERE id > ?1 AND id <= ?2 AND entity_kind IS NOT NULL \
+                 GROUP BY topic, entity_kind, entity_id, audience_key) \
+             WHERE true \
+             ON CONFLICT (topic, entity_kind, entity_id, audience_key) DO UPDATE SET \
+                 id = excluded.id, type = excluded.type, entity_op = excluded.entity_op, \
+                 payload = excluded.payload, audience = excluded.audience, \
+                 idem_key = excluded.idem_key, created_at = excluded.created_at \
+             WHERE excluded.id > entity_index.id",
+        )
+        .bind(through)
+        .bind(upto)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE log_meta SET entities_indexed_through = ? WHERE singleton = 1")
+            .bind(upto)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(u64::try_from(upto - through).unwrap_or(0))
+    }
+
+    /// Deletes the oldest entity index rows created before `keep_after_ms`
+    /// whose events the log has let go (ids up to `log_pruned`), at most
+    /// `batch`, and raises the index's mark to the newest id among them in
+    /// the same transaction. `created_at` never decreases with `id`, so what
+    /// has aged out is a prefix of the index by id: of its oldest `batch`
+    /// rows, those older than the cutoff. A cursor at or above the mark has
+    /// lost no entity.
     async fn try_prune_entities(
         &mut self,
         keep_after_ms: i64,
+        log_pruned: i64,
         batch: u32,
     ) -> Result<u64, StoreError> {
         let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
         let through: Option<i64> = sqlx::query_scalar(
             "SELECT max(id) FROM ( \
-                 SELECT id, created_at FROM entity_index WHERE archived ORDER BY id LIMIT ?1) \
-             WHERE created_at < ?2",
+                 SELECT id, created_at FROM entity_index WHERE id <= ?1 ORDER BY id LIMIT ?2) \
+             WHERE created_at < ?3",
         )
+        .bind(log_pruned)
         .bind(i64::from(batch))
         .bind(keep_after_ms)
         .fetch_one(&mut *tx)
@@ -223,7 +289,7 @@ impl SqliteWriter {
         let Some(through) = through else {
             return Ok(0);
         };
-        let deleted = sqlx::query("DELETE FROM entity_index WHERE archived AND id <= ?")
+        let deleted = sqlx::query("DELETE FROM entity_index WHERE id <= ?")
             .bind(through)
             .execute(&mut *tx)
             .await?
@@ -265,7 +331,7 @@ impl LogBackend for SqliteWriter {
         &mut self,
         scope: PruneScope,
         position: &LogPosition,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Pruned, StoreError> {
         self.usable().await?;
         let pruned = self.try_prune(scope, position).await;
         self.checked(pruned)
@@ -316,20 +382,25 @@ impl Reader {
         rows.iter().map(event_from_row).collect()
     }
 
-    /// The entity index's rows with `after < id <= until`, in one snapshot.
-    pub(super) async fn read_entity_range(
+    /// One read of the entity index, in one snapshot (see
+    /// [`EntityPage`]).
+    pub(super) async fn read_entity_page(
         &self,
         after: EventId,
         until: EventId,
         topics: &[TopicPattern],
         limit: u32,
-    ) -> Result<Vec<IndexedEvent>, StoreError> {
+    ) -> Result<EntityPage, StoreError> {
+        const TABLES: EntityTables = EntityTables {
+            events: "events",
+            index: "entity_index",
+            indexed_through: "SELECT entities_indexed_through FROM log_meta WHERE singleton = 1",
+        };
         let mut snapshot = self.pool.begin().await?;
-        let found =
-            read_latest::<Sqlite>(&mut snapshot, "entity_index", after, until, topics, limit)
-                .await?;
+        let page =
+            read_entity_page::<Sqlite>(&mut snapshot, &TABLES, after, until, topics, limit).await?;
         snapshot.commit().await?;
-        Ok(found)
+        Ok(page)
     }
 
     pub(super) async fn newer_variants(
@@ -420,36 +491,6 @@ async fn insert(conn: &mut SqliteConnection, events: &[&Event]) -> Result<(), St
         });
         query.build().execute(&mut *conn).await?;
     }
-    if events.iter().any(|event| event.entity.is_some()) {
-        index_entities(conn, events).await?;
-    }
-    Ok(())
-}
-
-/// Makes each entity event just inserted its entity's latest, in the same
-/// transaction: one statement per append, copying the rows back from the
-/// log (still in cache). An event that is not newer than the row it meets
-/// (only a restore could bring one) changes nothing.
-async fn index_entities(conn: &mut SqliteConnection, events: &[&Event]) -> Result<(), StoreError> {
-    let (Some(first), Some(last)) = (events.first(), events.last()) else {
-        return Ok(());
-    };
-    sqlx::query(
-        "INSERT INTO entity_index (topic, entity_kind, entity_id, audience_key, id, type, \
-             entity_op, payload, audience, idem_key, created_at) \
-         SELECT topic, entity_kind, entity_id, COALESCE(audience, ''), id, type, entity_op, \
-             payload, audience, idem_key, created_at \
-         FROM events WHERE id >= ?1 AND id <= ?2 AND entity_kind IS NOT NULL ORDER BY id \
-         ON CONFLICT (topic, entity_kind, entity_id, audience_key) DO UPDATE SET \
-             id = excluded.id, type = excluded.type, entity_op = excluded.entity_op, \
-             payload = excluded.payload, audience = excluded.audience, \
-             idem_key = excluded.idem_key, created_at = excluded.created_at, archived = 0 \
-         WHERE excluded.id > entity_index.id",
-    )
-    .bind(first.id.get())
-    .bind(last.id.get())
-    .execute(conn)
-    .await?;
     Ok(())
 }
 
@@ -497,17 +538,6 @@ async fn plan_prune(
 }
 
 async fn delete_through(conn: &mut SqliteConnection, plan: &PrunePlan) -> Result<u64, StoreError> {
-    // The entity index keeps serving the entities whose latest event goes.
-    sqlx::query(
-        "UPDATE entity_index SET archived = 1 \
-         WHERE (topic, entity_kind, entity_id, audience_key) IN ( \
-             SELECT topic, entity_kind, entity_id, COALESCE(audience, '') FROM events \
-             WHERE id <= ?1 AND entity_kind IS NOT NULL) \
-         AND id <= ?1 AND NOT archived",
-    )
-    .bind(plan.through)
-    .execute(&mut *conn)
-    .await?;
     let deleted = sqlx::query("DELETE FROM events WHERE id <= ?")
         .bind(plan.through)
         .execute(&mut *conn)

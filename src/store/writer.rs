@@ -22,7 +22,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use super::backend::{Locked, LogBackend, PruneScope, stored};
+use super::backend::{Locked, LogBackend, PruneScope, Pruned, stored};
 use super::position::LogPosition;
 use super::{AppendError, Retention, StoreError, now_millis};
 use crate::event::{Event, EventId, NewEvent};
@@ -45,7 +45,7 @@ pub(super) enum Command {
     Prune {
         retention: Retention,
         batch: u32,
-        reply: oneshot::Sender<Result<u64, StoreError>>,
+        reply: oneshot::Sender<Result<Pruned, StoreError>>,
     },
     /// Move the outbox's committed rows into the log (shared logs only).
     Relay,
@@ -351,7 +351,7 @@ impl<B: LogBackend> Writer<B> {
         }
     }
 
-    async fn prune(&mut self, retention: Retention, batch: u32) -> Result<u64, StoreError> {
+    async fn prune(&mut self, retention: Retention, batch: u32) -> Result<Pruned, StoreError> {
         let before =
             |age: Duration| now_millis() - i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
         let scope = PruneScope {

@@ -15,6 +15,7 @@ on_both_backends!(
     changes_from_a_cursor_older_than_the_log_are_the_latest_event_of_each_entity_changed_after_it,
     a_cursor_older_than_the_entity_index_is_expired_and_since_0_is_what_the_index_holds,
     audience_and_the_token_topics_claim_apply_as_on_missed,
+    events_the_index_has_not_taken_in_yet_are_served_the_same,
 );
 
 /// The log keeps the newest 25 events; the entity index keeps everything.
@@ -326,4 +327,49 @@ async fn a_log_from_before_the_index_is_indexed_when_it_is_upgraded() {
     assert_eq!(ids_of(&json!(changes)), vec![3, 5]);
     assert_eq!(changes[1]["entity"]["op"], "deleted");
     assert_eq!(complete, vec![true]);
+}
+
+/// The index takes the log's events in a moment after they commit; until it
+/// has, a read takes them from the log. Either way the answer is the same:
+/// read before and after the index catches up, against the model.
+async fn events_the_index_has_not_taken_in_yet_are_served_the_same(app: TestApp) {
+    let work = workload(200);
+    let (indexed, fresh) = work.split_at(120);
+    assert_eq!(app.publish(&json!(indexed)).await.status, 201);
+    prune_now(&app.handle.log, Retention::default())
+        .await
+        .expect("index");
+    // Newer changes of entities the index holds, and new entities, with an
+    // audience variant among them.
+    let mut fresh = fresh.to_vec();
+    fresh.push(
+        json!({"topic": "orders", "type": "item:updated", "audience": {"users": ["bob"]},
+                      "entity": {"kind": "item", "id": "e1", "op": "updated"}}),
+    );
+    fresh.push(entity_event("orders", "item", "e2", "updated", 999));
+    assert_eq!(app.publish(&json!(fresh)).await.status, 201);
+    let published = app.missed(&app.reader, "since=0&limit=10000").await.body["events"]
+        .as_array()
+        .expect("events")
+        .clone();
+
+    let read = |since| {
+        let app = &app;
+        async move {
+            ids_of(&json!(
+                all_changes(app, &app.reader, since, "limit=9").await.0
+            ))
+        }
+    };
+    let before: Vec<Vec<i64>> = futures_util::future::join_all([0, 60, 120, 150].map(read)).await;
+    prune_now(&app.handle.log, Retention::default())
+        .await
+        .expect("index");
+    let after: Vec<Vec<i64>> = futures_util::future::join_all([0, 60, 120, 150].map(read)).await;
+
+    for (i, since) in [0, 60, 120, 150].into_iter().enumerate() {
+        let expected = latest_per_entity_after(&published, since);
+        assert_eq!(before[i], expected, "since={since}, with a tail");
+        assert_eq!(after[i], expected, "since={since}, all indexed");
+    }
 }
