@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use pushlog::auth::Principal;
 use pushlog::event::{Audience, Event, EventDraft, EventId, PayloadRules, Topic, TopicPattern};
 use pushlog::hub::{Filter, Hub, Received, Shard};
 use pushlog::metrics::Metrics;
+use pushlog::read_scope::ReadScope;
 use pushlog::store::EventLog;
 use pushlog::type_filter::TypeFilter;
 use pushlog::wire::{SharedEvent, View};
@@ -35,12 +35,11 @@ fn event(id: i64, topic: &str, payload_bytes: usize) -> Event {
     }
 }
 
-fn reader(user: &str) -> Principal {
-    Principal {
+fn reader(user: &str) -> ReadScope {
+    ReadScope {
         user: user.into(),
         roles: vec!["staff".into()],
-        readable: None,
-        expires_at: u64::MAX,
+        topics: None,
     }
 }
 
@@ -97,7 +96,7 @@ fn topic_matching(c: &mut Criterion) {
     let filter = Filter {
         patterns: vec![TopicPattern::parse("device:*").unwrap()],
         types: TypeFilter::any(),
-        principal: reader("alice"),
+        scope: reader("alice"),
     };
     group.bench_function("filter_with_audience", |b| {
         b.iter(|| black_box(filter.admits(black_box(&addressed))))
@@ -117,7 +116,7 @@ fn hub_fanout(c: &mut Criterion) {
                 shard.subscribe(Arc::new(Filter {
                     patterns: vec![TopicPattern::parse("fanout").unwrap()],
                     types: TypeFilter::any(),
-                    principal: reader(&format!("user-{i}")),
+                    scope: reader(&format!("user-{i}")),
                 }))
             })
             .collect();

@@ -12,7 +12,8 @@ use actix_web::HttpRequest;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Event, Topic, TopicPattern};
+use crate::event::TopicPattern;
+use crate::read_scope::ReadScope;
 use crate::wire::View;
 
 /// The role that may publish.
@@ -66,18 +67,20 @@ pub enum KeyError {
 /// A verified reader or publisher.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    pub user: String,
-    pub roles: Vec<String>,
-    /// The token's `topics` claim; `None` means every topic.
-    pub readable: Option<Vec<TopicPattern>>,
+    /// Who the token names and what it may read.
+    pub scope: ReadScope,
     /// The token's `exp`, Unix seconds: a long-lived connection must not
     /// outlive the token that opened it.
     pub expires_at: u64,
 }
 
 impl Principal {
+    pub fn user(&self) -> &str {
+        &self.scope.user
+    }
+
     pub fn is_publisher(&self) -> bool {
-        self.roles.iter().any(|r| r == PUBLISHER_ROLE)
+        self.scope.roles.iter().any(|r| r == PUBLISHER_ROLE)
     }
 
     pub fn view(&self) -> View {
@@ -86,24 +89,6 @@ impl Principal {
         } else {
             View::Reader
         }
-    }
-
-    pub fn may_read_topic(&self, topic: &Topic) -> bool {
-        self.readable
-            .as_ref()
-            .is_none_or(|patterns| patterns.iter().any(|p| p.matches(topic)))
-    }
-
-    /// Whether a subscription to `pattern` could ever deliver anything.
-    pub fn may_subscribe(&self, pattern: &TopicPattern) -> bool {
-        self.readable
-            .as_ref()
-            .is_none_or(|patterns| patterns.iter().any(|p| p.overlaps(pattern)))
-    }
-
-    /// Topic claim and audience together: may this reader see this event?
-    pub fn may_read(&self, event: &Event) -> bool {
-        self.may_read_topic(&event.topic) && event.addressed_to(&self.user, &self.roles)
     }
 }
 
@@ -237,7 +222,7 @@ impl Authenticator {
                 "the token was issued in the future (`iat`)",
             ));
         }
-        let readable = match claims.topics {
+        let topics = match claims.topics {
             Some(raw) => Some(
                 raw.iter()
                     .map(|p| TopicPattern::parse(p))
@@ -247,9 +232,11 @@ impl Authenticator {
             None => None,
         };
         Ok(Principal {
-            user: claims.sub,
-            roles: claims.roles,
-            readable,
+            scope: ReadScope {
+                user: claims.sub,
+                roles: claims.roles,
+                topics,
+            },
             expires_at: claims.exp,
         })
     }
@@ -395,6 +382,7 @@ fn serde_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Topic;
 
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
@@ -410,10 +398,10 @@ mod tests {
             )
             .unwrap();
         let who = auth.verify(&token).unwrap();
-        assert_eq!(who.user, "alice");
+        assert_eq!(who.user(), "alice");
         assert!(who.is_publisher());
-        assert!(who.may_read_topic(&Topic::parse("device:1").unwrap()));
-        assert!(!who.may_read_topic(&Topic::parse("alerts").unwrap()));
+        assert!(who.scope.may_read_topic(&Topic::parse("device:1").unwrap()));
+        assert!(!who.scope.may_read_topic(&Topic::parse("alerts").unwrap()));
     }
 
     #[test]

@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use crate::event::{Event, EventId};
 use crate::hub::Filter;
-use crate::replay::Unresumable;
-use crate::store::{EventLog, IndexedEvent, LogBounds, StoreError};
+use crate::resume::{LogBounds, Unresumable};
+use crate::store::{EventLog, IndexedEvent, ReadError, StoreError};
 use crate::wire::SharedEvent;
 
 /// The latest readable events of entities changed after a cursor, in id
@@ -48,7 +48,7 @@ pub async fn read_changes(
     after: EventId,
     until: EventId,
     limit: u32,
-) -> Result<Result<ChangesPage, Unresumable>, StoreError> {
+) -> Result<ChangesPage, ReadError> {
     let mut events = Vec::new();
     let mut scanned_to = after;
     let mut has_more = false;
@@ -92,17 +92,18 @@ pub async fn read_changes(
     let aged_out_through = log.entities_pruned_through().await?;
     let bounds = log.bounds();
     if after != EventId::ZERO && after < aged_out_through {
-        return Ok(Err(Unresumable::Expired(LogBounds {
+        return Err(Unresumable::Expired(LogBounds {
             pruned_through: aged_out_through,
             ..bounds
-        })));
+        })
+        .into());
     }
-    Ok(Ok(ChangesPage {
+    Ok(ChangesPage {
         events,
         covered_through: scanned_to,
         has_more,
         log_complete: after >= bounds.pruned_through,
-    }))
+    })
 }
 
 /// The latest tail event of each entity and audience, by entity.
@@ -148,7 +149,7 @@ impl Tail {
         };
         self.latest.get(&entity).is_some_and(|variants| {
             variants.iter().any(|(a, newer)| {
-                newer.id > event.id && (*a == audience || filter.principal.may_read(newer))
+                newer.id > event.id && (*a == audience || filter.scope.may_read(newer))
             })
         })
     }
@@ -189,5 +190,5 @@ async fn is_latest_for(
     let newer = log
         .newer_variants(&row.event.topic, entity, row.event.id)
         .await?;
-    Ok(!newer.iter().any(|event| filter.principal.may_read(event)))
+    Ok(!newer.iter().any(|event| filter.scope.may_read(event)))
 }

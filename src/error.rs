@@ -9,8 +9,8 @@ use serde::Serialize;
 
 use crate::auth::AuthError;
 use crate::event::EventId;
-use crate::replay::Unresumable;
-use crate::store::{AppendError, AppendRejected, StoreError};
+use crate::resume::Unresumable;
+use crate::store::{AppendError, AppendRejected, ReadError, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -140,6 +140,17 @@ impl From<StoreError> for ApiError {
                 message: "the event log cannot be reached; retry the request".into(),
             },
             other => ApiError::Internal(other),
+        }
+    }
+}
+
+/// The one place an unresumable cursor becomes `410`; the streams say the
+/// same with a `reset` frame.
+impl From<ReadError> for ApiError {
+    fn from(error: ReadError) -> Self {
+        match error {
+            ReadError::Unresumable(unresumable) => ApiError::Gone(unresumable),
+            ReadError::Store(store) => store.into(),
         }
     }
 }

@@ -16,9 +16,13 @@
 //! - [`hub`]: fan-out of committed events to live subscribers.
 //! - [`store`]: the event log itself (SQLite, or PostgreSQL shared by
 //!   several nodes), group commit, retention.
+//! - [`local_channel`]: the single-threaded bounded queue under hub and front.
 //!
 //! Beside them: [`event`], [`cursor`] and [`type_filter`] (the parsed
-//! values), [`wire`] (an event encoded once per form), [`auth`] (JWT),
+//! values), [`read_scope`] (what a token may read, as fan-out needs it),
+//! [`resume`] (whether a cursor can be resumed: the one outcome behind
+//! `410` and `reset`), [`wire`] (an event encoded once per form), [`auth`]
+//! (JWT),
 //! [`client_address`] (who a request comes from, behind trusted proxies),
 //! [`error`] (the HTTP error body), [`config`], [`limits`], [`metrics`],
 //! [`shutdown`], [`retention`], [`request_id`] and [`telemetry`] (logs), and
@@ -34,9 +38,12 @@ pub mod event;
 pub mod front;
 pub mod hub;
 pub mod limits;
+pub(crate) mod local_channel;
 pub mod metrics;
+pub mod read_scope;
 pub mod replay;
 pub mod request_id;
+pub mod resume;
 pub mod retention;
 pub mod routes;
 pub mod shutdown;

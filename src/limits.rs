@@ -1,10 +1,10 @@
-//! The bounds a client cannot push the server past.
+//! The bounds a client cannot push the server past. How streams are kept
+//! alive is not a bound: that is [`crate::transport::StreamSettings`].
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use crate::client_address::TrustedProxy;
 use crate::config::Config;
@@ -25,11 +25,7 @@ pub struct Limits {
     pub max_body_bytes: usize,
     pub max_subscriptions: usize,
     pub max_messages_per_sec: u32,
-    pub heartbeat: Duration,
-    pub ws_ping: Duration,
-    pub sse_retry_ms: u64,
     pub ws_max_frame_bytes: usize,
-    pub allowed_origins: Vec<String>,
     pub trusted_proxies: Vec<TrustedProxy>,
 }
 
@@ -43,11 +39,7 @@ impl Limits {
             max_body_bytes: config.max_body_bytes,
             max_subscriptions: config.max_subscriptions,
             max_messages_per_sec: config.max_messages_per_sec,
-            heartbeat: config.heartbeat(),
-            ws_ping: Duration::from_secs(config.ws_ping_secs),
-            sse_retry_ms: config.sse_retry_ms,
             ws_max_frame_bytes: config.ws_max_frame_bytes,
-            allowed_origins: config.allowed_origins.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
         }
     }

@@ -29,7 +29,8 @@ use crate::cursor::Since;
 use crate::event::EventId;
 use crate::hub::{Filter, Hub, Received, Shard, Subscription};
 use crate::metrics::Metrics;
-use crate::store::{EventLog, LogBounds, Resolution, StoreError};
+use crate::resume::{LogBounds, Unresumable};
+use crate::store::{EventLog, ReadError, StoreError};
 use crate::wire::SharedEvent;
 
 /// Rows read from the log per query while replaying.
@@ -42,58 +43,6 @@ pub enum Start {
     Now,
     /// After a client's cursor.
     After(Since),
-}
-
-/// Why a feed cannot resume gap-free from the requested cursor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unresumable {
-    /// Retention has deleted events after the cursor.
-    Expired(LogBounds),
-    /// The cursor is beyond the log's head.
-    Ahead(LogBounds),
-}
-
-impl Unresumable {
-    pub fn bounds(&self) -> LogBounds {
-        match self {
-            Unresumable::Expired(bounds) | Unresumable::Ahead(bounds) => *bounds,
-        }
-    }
-
-    pub fn reason(&self) -> ResetReason {
-        match self {
-            Unresumable::Expired(_) => ResetReason::CursorExpired,
-            Unresumable::Ahead(_) => ResetReason::CursorUnknown,
-        }
-    }
-}
-
-/// The contract's reasons for `reset`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ResetReason {
-    CursorExpired,
-    CursorUnknown,
-    Lagged,
-}
-
-impl ResetReason {
-    /// The reason as the contract spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ResetReason::CursorExpired => "cursor_expired",
-            ResetReason::CursorUnknown => "cursor_unknown",
-            ResetReason::Lagged => "lagged",
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    #[error("cannot resume: {0:?}")]
-    Unresumable(Unresumable),
-    #[error(transparent)]
-    Store(#[from] StoreError),
 }
 
 #[derive(Debug)]
@@ -111,14 +60,24 @@ pub enum FeedEnd {
     /// The consumer fell too far behind while live.
     #[error("the consumer lagged")]
     Lagged(LogBounds),
-    /// Retention deleted events the replay had not reached yet.
-    #[error("retention passed the cursor during replay")]
-    Expired(LogBounds),
+    /// The log can no longer serve the rest of the replay: retention
+    /// deleted events it had not reached yet.
+    #[error("cannot resume the replay")]
+    Unresumable(Unresumable),
     /// The hub stopped: shutdown.
     #[error("the hub closed")]
     Closed,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<ReadError> for FeedEnd {
+    fn from(error: ReadError) -> Self {
+        match error {
+            ReadError::Unresumable(unresumable) => FeedEnd::Unresumable(unresumable),
+            ReadError::Store(error) => FeedEnd::Store(error),
+        }
+    }
 }
 
 /// Events after `after`, up to `until`, that `filter` admits: at most
@@ -145,7 +104,7 @@ pub async fn read_page(
     after: EventId,
     until: EventId,
     limit: u32,
-) -> Result<Result<Page, Unresumable>, StoreError> {
+) -> Result<Page, ReadError> {
     let page = match recent_page(hub, filter, after, until, limit) {
         Some(page) => {
             metrics
@@ -163,9 +122,9 @@ pub async fn read_page(
     // deleting, so a page read across a delete is caught here.
     let bounds = log.bounds();
     if after < bounds.pruned_through {
-        return Ok(Err(Unresumable::Expired(bounds)));
+        return Err(Unresumable::Expired(bounds).into());
     }
-    Ok(Ok(page))
+    Ok(page)
 }
 
 /// A page from the hub's recent events, if they cover `(after, until]`.
@@ -242,9 +201,6 @@ enum Phase {
     Live,
 }
 
-/// What reading one replay page yields.
-type PageRead = Result<Result<Page, Unresumable>, StoreError>;
-
 /// A resumable event sequence for one subscriber.
 pub struct Feed {
     log: EventLog,
@@ -260,7 +216,7 @@ pub struct Feed {
     /// Where `cursor` moves once `pending` is drained.
     pending_covers: EventId,
     /// The page being read from the log, while replaying.
-    reading: Option<BoxFuture<'static, PageRead>>,
+    reading: Option<BoxFuture<'static, Result<Page, ReadError>>>,
     /// Events replayed so far, for `pushlog_replay_events`.
     replayed: u64,
 }
@@ -278,21 +234,13 @@ impl Feed {
         metrics: Arc<Metrics>,
         filter: Arc<Filter>,
         start: Start,
-    ) -> Result<Feed, OpenError> {
+    ) -> Result<Feed, ReadError> {
         // Step 1 before step 2: see the module documentation.
         let subscription = shard.subscribe(filter.clone());
         let head = log.bounds().head;
         let cursor = match start {
             Start::Now => head,
-            Start::After(since) => match log.resolve(since).await? {
-                Resolution::Resumable(cursor) => cursor,
-                Resolution::Expired(bounds) => {
-                    return Err(OpenError::Unresumable(Unresumable::Expired(bounds)));
-                }
-                Resolution::Ahead(bounds) => {
-                    return Err(OpenError::Unresumable(Unresumable::Ahead(bounds)));
-                }
-            },
+            Start::After(since) => log.resolve(since).await?,
         };
         // The cursor may resolve above `head` when events commit meanwhile;
         // those were dispatched after step 1, so the queue alone serves them.
@@ -352,15 +300,9 @@ impl Feed {
                     if let Some(reading) = &mut self.reading {
                         let read = ready!(reading.as_mut().poll(cx));
                         self.reading = None;
-                        match read? {
-                            Ok(page) => {
-                                self.pending_covers = page.covered_through;
-                                self.pending = page.events.into();
-                            }
-                            Err(unresumable) => {
-                                return Poll::Ready(Err(FeedEnd::Expired(unresumable.bounds())));
-                            }
-                        }
+                        let page = read?;
+                        self.pending_covers = page.covered_through;
+                        self.pending = page.events.into();
                     }
                     if let Some(event) = self.pending.pop_front() {
                         self.cursor = event.id();

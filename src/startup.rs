@@ -26,6 +26,7 @@ use crate::retention;
 use crate::routes::{self, AppState};
 use crate::shutdown::Shutdown;
 use crate::store::{EventLog, Retention, StoreError};
+use crate::transport::StreamSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -98,7 +99,7 @@ fn app(
         InitError = (),
     >,
 > {
-    let origins = state.limits.allowed_origins.clone();
+    let origins = state.allowed_origins.clone();
     App::new()
         .app_data(state)
         .app_data(web::Data::new(shard))
@@ -233,7 +234,9 @@ impl Application {
             hub,
             auth,
             metrics,
-            limits: Limits::from_config(config),
+            limits: Arc::new(Limits::from_config(config)),
+            streams: Arc::new(StreamSettings::from_config(config)),
+            allowed_origins: config.allowed_origins.clone(),
             connections: ConnectionLimiter::new(config.max_connections),
             pending: PendingLimiter::new(
                 config.max_pending_connections,

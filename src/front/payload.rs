@@ -2,135 +2,80 @@
 //! reader to the session as its request payload.
 //!
 //! actix-http's own payload channel would do, but its sending half cannot be
-//! named outside the crate. This one is as small: a queue of chunks, the
-//! consumer's waker, and the reader's waker for when the queue is full.
+//! named outside the crate. This one is a [`local_channel`] of chunks,
+//! bounded by the bytes they hold.
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::pin::Pin;
-use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use actix_http::error::PayloadError;
 use bytes::Bytes;
 use futures_util::Stream;
 
+use crate::local_channel::{self, Refused, Weight};
+
 /// Bytes buffered for the session before the reader stops reading, so a
 /// client that floods the server is held back by TCP.
 const MAX_BUFFERED_BYTES: usize = 32 * 1024;
 
-#[derive(Default)]
-struct Inner {
-    chunks: VecDeque<Bytes>,
-    buffered: usize,
-    eof: bool,
-    consumer: Option<Waker>,
-    producer: Option<Waker>,
+/// A chunk weighs its length: the bound is on bytes, not reads.
+struct ByteLen;
+
+impl Weight<Bytes> for ByteLen {
+    fn weight(chunk: &Bytes) -> usize {
+        chunk.len()
+    }
 }
 
 /// Creates the two ends.
 pub fn channel() -> (PayloadSender, PayloadStream) {
-    let inner = Rc::new(RefCell::new(Inner::default()));
-    (
-        PayloadSender {
-            inner: inner.clone(),
-        },
-        PayloadStream { inner },
-    )
+    let (sender, receiver) = local_channel::bounded(MAX_BUFFERED_BYTES, ());
+    (PayloadSender(sender), PayloadStream(receiver))
 }
 
-/// The reader's end.
-pub struct PayloadSender {
-    inner: Rc<RefCell<Inner>>,
-}
+/// The reader's end. Dropping it, the reader stopping for whatever reason,
+/// ends the stream: the session must not wait for frames that cannot come.
+pub struct PayloadSender(local_channel::Sender<Bytes, ByteLen>);
 
 impl PayloadSender {
+    /// Hands `data` to the session. The reader waits for [`Self::room`]
+    /// before each read, and a chunk is taken whatever its size while the
+    /// bound is not reached, so a chunk read is never refused for room.
     pub fn feed(&mut self, data: Bytes) {
-        if Rc::strong_count(&self.inner) == 1 {
+        match self.0.send(data) {
             // The session is gone; nobody would read it.
-            return;
-        }
-        let mut inner = self.inner.borrow_mut();
-        inner.buffered += data.len();
-        inner.chunks.push_back(data);
-        if let Some(waker) = inner.consumer.take() {
-            waker.wake();
+            Ok(()) | Err(Refused::ReceiverGone) => {}
+            Err(Refused::Full) => {
+                // Dropping the chunk would corrupt the frames that follow;
+                // ending them makes the session close instead.
+                tracing::error!("a client chunk was read without room; ending its frames");
+                self.0.close();
+            }
         }
     }
 
     pub fn feed_eof(&mut self) {
-        let mut inner = self.inner.borrow_mut();
-        inner.eof = true;
-        if let Some(waker) = inner.consumer.take() {
-            waker.wake();
-        }
+        self.0.close();
     }
 
     /// Ready once there is room for more; also once the session is gone,
     /// when reading on only notices that the client left.
     pub async fn room(&self) {
-        std::future::poll_fn(|cx| {
-            let consumer_alive = Rc::strong_count(&self.inner) > 1;
-            let mut inner = self.inner.borrow_mut();
-            if inner.buffered < MAX_BUFFERED_BYTES || !consumer_alive {
-                return Poll::Ready(());
-            }
-            register(&mut inner.producer, cx);
-            Poll::Pending
-        })
-        .await;
-    }
-}
-
-impl Drop for PayloadSender {
-    /// A reader that stops, for whatever reason, ends the stream: the
-    /// session must not wait for frames that cannot come.
-    fn drop(&mut self) {
-        self.feed_eof();
+        self.0.room().await;
     }
 }
 
 /// The session's end: a stream of chunks that ends at the client's EOF.
-pub struct PayloadStream {
-    inner: Rc<RefCell<Inner>>,
-}
+/// Dropping it wakes a reader waiting for room that will never come.
+pub struct PayloadStream(local_channel::Receiver<Bytes, ByteLen>);
 
 impl Stream for PayloadStream {
     type Item = Result<Bytes, PayloadError>;
 
+    /// Polled on every wake-up of its WebSocket session, events or not,
+    /// which the channel's kept waker makes cheap.
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let mut inner = self.inner.borrow_mut();
-        if let Some(chunk) = inner.chunks.pop_front() {
-            inner.buffered -= chunk.len();
-            if let Some(waker) = inner.producer.take() {
-                waker.wake();
-            }
-            return Poll::Ready(Some(Ok(chunk)));
-        }
-        if inner.eof {
-            return Poll::Ready(None);
-        }
-        // Polled on every wake-up of its WebSocket session, events or not:
-        // the waker is cloned only when it changes.
-        register(&mut inner.consumer, cx);
-        Poll::Pending
-    }
-}
-
-/// Keeps `cx`'s waker in `slot`, cloning it only if it is a new one.
-fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
-    match slot {
-        Some(waker) if waker.will_wake(cx.waker()) => {}
-        _ => *slot = Some(cx.waker().clone()),
-    }
-}
-
-impl Drop for PayloadStream {
-    fn drop(&mut self) {
-        // The reader may be waiting for room that will never come.
-        if let Some(waker) = self.inner.borrow_mut().producer.take() {
-            waker.wake();
-        }
+        self.get_mut().0.poll_recv(cx).map(|chunk| chunk.map(Ok))
     }
 }
 
@@ -175,10 +120,6 @@ mod tests {
         drop(stream);
         assert!(sender.room().now_or_never().is_some());
         sender.feed(Bytes::from(vec![0u8; MAX_BUFFERED_BYTES]));
-        assert_eq!(
-            sender.inner.borrow().buffered,
-            MAX_BUFFERED_BYTES,
-            "not queued"
-        );
+        assert_eq!(sender.0.room_left(), 0, "not queued");
     }
 }

@@ -16,9 +16,9 @@ mod shard;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::auth::Principal;
 use crate::event::{Event, EventId, TopicPattern};
 use crate::metrics::Metrics;
+use crate::read_scope::ReadScope;
 use crate::store::CommittedEvents;
 use crate::type_filter::TypeFilter;
 use crate::wire::SharedEvent;
@@ -28,7 +28,8 @@ use shard::{Batch, ShardLink};
 pub use shard::{SHARD_BACKLOG, Shard, Subscription};
 
 /// Which events a subscriber receives: the topics and types it asked for,
-/// narrowed by what its token may read (topic claim and audience).
+/// narrowed by what its token may read ([`ReadScope`]: topic claim and
+/// audience).
 ///
 /// Live fan-out, replay from memory and replay from the log all decide with
 /// this one filter, so a resumed reader gets exactly what a live one would.
@@ -36,7 +37,7 @@ pub use shard::{SHARD_BACKLOG, Shard, Subscription};
 pub struct Filter {
     pub patterns: Vec<TopicPattern>,
     pub types: TypeFilter,
-    pub principal: Principal,
+    pub scope: ReadScope,
 }
 
 impl Filter {
@@ -47,7 +48,7 @@ impl Filter {
     /// The rest of [`Filter::admits`] for an event whose topic one of the
     /// patterns is known to match: what the hub's topic index leaves to ask.
     pub(crate) fn admits_on_its_topic(&self, event: &Event) -> bool {
-        self.types.admits(&event.kind) && self.principal.may_read(event)
+        self.types.admits(&event.kind) && self.scope.may_read(event)
     }
 }
 

@@ -1,134 +1,83 @@
 //! One subscriber's queue: bounded, single-threaded, shared by the shard
 //! that fills it and the session that drains it, which run on the same
-//! worker.
-//!
-//! A Tokio channel would do the same with atomics, a semaphore and a task
-//! budget. The budget matters beyond its cost: a channel may answer
-//! `Pending` while it holds events, once the task has used its share of a
-//! turn, and a WebSocket connection that picks the lowest id among its
-//! feeds' next events must never mistake a feed for empty. Here `Pending`
-//! means empty.
+//! worker. `Pending` means empty (see [`crate::local_channel`]), which a
+//! WebSocket connection picking the lowest id among its feeds' next events
+//! relies on.
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
-use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use super::Received;
+use crate::local_channel::{self, Count, Refused, TryRecvError};
 use crate::wire::SharedEvent;
 
-/// A drained queue keeps at most this many slots, so a subscriber does not
-/// hold its largest burst's worth of memory for the rest of its life.
-const KEPT_SLOTS: usize = 8;
-
-struct State {
-    events: VecDeque<Arc<SharedEvent>>,
-    capacity: usize,
-    /// The shard let go of the subscriber: nothing more will come.
-    closed: bool,
-    /// Why: its queue was full when an event came.
-    lagged: bool,
-    /// The session, once it has found the queue empty. Kept registered
-    /// (replaced only when the session's waker changes), so a delivery
-    /// clones no waker.
-    waker: Option<Waker>,
-}
+/// Whether the shard let go of the subscriber because its queue was full
+/// when an event came; read once the queue has ended.
+type Lagged = bool;
 
 /// The shard's end.
-pub(super) struct Sender(Rc<RefCell<State>>);
+pub(super) struct Sender(local_channel::Sender<Arc<SharedEvent>, Count, Lagged>);
 
 /// The session's end.
-pub(super) struct Receiver(Rc<RefCell<State>>);
+pub(super) struct Receiver(local_channel::Receiver<Arc<SharedEvent>, Count, Lagged>);
 
 /// What a push did not do.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Full;
 
 pub(super) fn bounded(capacity: usize) -> (Sender, Receiver) {
-    let state = Rc::new(RefCell::new(State {
-        events: VecDeque::new(),
-        capacity: capacity.max(1),
-        closed: false,
-        lagged: false,
-        waker: None,
-    }));
-    (Sender(state.clone()), Receiver(state))
-}
-
-impl State {
-    fn wake(&self) {
-        if let Some(waker) = &self.waker {
-            waker.wake_by_ref();
-        }
-    }
+    let (sender, receiver) = local_channel::bounded(capacity, false);
+    (Sender(sender), Receiver(receiver))
 }
 
 impl Sender {
+    /// Queues `event`. An event for a session that is gone is dropped, not
+    /// refused: the subscriber is unregistered when the session drops it.
     pub(super) fn push(&self, event: Arc<SharedEvent>) -> Result<(), Full> {
-        let mut state = self.0.borrow_mut();
-        if state.events.len() >= state.capacity {
-            return Err(Full);
+        match self.0.send(event) {
+            Ok(()) | Err(Refused::ReceiverGone) => Ok(()),
+            Err(Refused::Full) => Err(Full),
         }
-        state.events.push_back(event);
-        state.wake();
-        Ok(())
     }
 
     /// Whether `receiver` is this queue's other end.
     pub(super) fn feeds(&self, receiver: &Receiver) -> bool {
-        Rc::ptr_eq(&self.0, &receiver.0)
+        self.0.feeds(&receiver.0)
     }
 
     /// Ends the queue after what it holds, saying the subscriber lagged.
     pub(super) fn close_lagged(self) {
-        self.0.borrow_mut().lagged = true;
-    }
-}
-
-impl Drop for Sender {
-    fn drop(&mut self) {
-        let mut state = self.0.borrow_mut();
-        state.closed = true;
-        state.wake();
+        *self.0.side() = true;
     }
 }
 
 impl Receiver {
     pub(super) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Received> {
-        let mut state = self.0.borrow_mut();
-        if let Some(received) = state.take() {
-            return Poll::Ready(received);
+        match self.0.poll_recv(cx) {
+            Poll::Ready(Some(event)) => Poll::Ready(Received::Event(event)),
+            Poll::Ready(None) => Poll::Ready(self.end()),
+            Poll::Pending => Poll::Pending,
         }
-        match &state.waker {
-            Some(waker) if waker.will_wake(cx.waker()) => {}
-            _ => state.waker = Some(cx.waker().clone()),
-        }
-        Poll::Pending
     }
 
     /// Like `poll_recv`, but `None` when the queue is momentarily empty.
     pub(super) fn try_recv(&mut self) -> Option<Received> {
-        self.0.borrow_mut().take()
+        match self.0.try_recv() {
+            Ok(event) => Some(Received::Event(event)),
+            Err(TryRecvError::Ended) => Some(self.end()),
+            Err(TryRecvError::Empty) => None,
+        }
     }
 
     pub(super) fn is_lagged(&self) -> bool {
-        self.0.borrow().lagged
+        *self.0.side()
     }
-}
 
-impl State {
-    fn take(&mut self) -> Option<Received> {
-        if let Some(event) = self.events.pop_front() {
-            if self.events.is_empty() && self.events.capacity() > KEPT_SLOTS {
-                self.events = VecDeque::new();
-            }
-            return Some(Received::Event(event));
-        }
-        match (self.closed, self.lagged) {
-            (false, _) => None,
-            (true, true) => Some(Received::Lagged),
-            (true, false) => Some(Received::Closed),
+    fn end(&self) -> Received {
+        if self.is_lagged() {
+            Received::Lagged
+        } else {
+            Received::Closed
         }
     }
 }
@@ -137,6 +86,7 @@ impl State {
 mod tests {
     use super::*;
     use crate::hub::fixtures::received_id as id;
+    use crate::local_channel::tests::Wakes;
     use futures_util::task::noop_waker_ref;
 
     fn event(id: i64) -> Arc<SharedEvent> {
@@ -173,17 +123,6 @@ mod tests {
         ));
     }
 
-    #[derive(Default)]
-    struct Wakes(std::sync::atomic::AtomicUsize);
-
-    impl futures_util::task::ArcWake for Wakes {
-        fn wake_by_ref(arc_self: &Arc<Self>) {
-            arc_self
-                .0
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-
     #[test]
     fn a_push_or_the_end_wakes_the_waiting_session() {
         let (sender, mut receiver) = bounded(4);
@@ -192,9 +131,9 @@ mod tests {
         let mut cx = Context::from_waker(&waker);
         assert!(receiver.poll_recv(&mut cx).is_pending());
         sender.push(event(1)).unwrap();
-        assert_eq!(wakes.0.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(wakes.count(), 1);
         drop(sender);
-        assert_eq!(wakes.0.load(std::sync::atomic::Ordering::Relaxed), 2);
+        assert_eq!(wakes.count(), 2);
     }
 
     #[test]
@@ -204,6 +143,6 @@ mod tests {
             sender.push(event(n)).unwrap();
         }
         while receiver.try_recv().is_some() {}
-        assert!(receiver.0.borrow().events.capacity() <= KEPT_SLOTS);
+        assert!(receiver.0.slots() <= crate::local_channel::KEPT_SLOTS);
     }
 }

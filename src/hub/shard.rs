@@ -265,7 +265,7 @@ impl Shard {
         let (queue_tx, queue) = queue::bounded(registry.queue_capacity);
         let patterns = filter.patterns.clone();
         let id = registry.subscribers.insert(Subscriber {
-            admits_whole_topics: filter.principal.readable.is_none() && filter.types.is_any(),
+            admits_whole_topics: filter.scope.reads_every_topic() && filter.types.is_any(),
             filter,
             queue: queue_tx,
             offered_through,
@@ -336,17 +336,16 @@ impl Drop for Release {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::Principal;
     use crate::event::{Event, TopicPattern};
     use crate::hub::fixtures::{event, received_id};
+    use crate::read_scope::ReadScope;
     use crate::type_filter::TypeFilter;
 
-    fn reader(user: &str) -> Principal {
-        Principal {
+    fn reader(user: &str) -> ReadScope {
+        ReadScope {
             user: user.into(),
             roles: vec![],
-            readable: None,
-            expires_at: u64::MAX,
+            topics: None,
         }
     }
 
@@ -357,7 +356,7 @@ mod tests {
                 .map(|p| TopicPattern::parse(p).unwrap())
                 .collect(),
             types: TypeFilter::any(),
-            principal: reader("alice"),
+            scope: reader("alice"),
         })
     }
 
@@ -400,15 +399,15 @@ mod tests {
         let mut narrow = shard.subscribe(Arc::new(Filter {
             patterns: vec![TopicPattern::All],
             types: TypeFilter::any(),
-            principal: Principal {
-                readable: Some(vec![TopicPattern::parse("a").unwrap()]),
+            scope: ReadScope {
+                topics: Some(vec![TopicPattern::parse("a").unwrap()]),
                 ..reader("alice")
             },
         }));
         let mut bob = shard.subscribe(Arc::new(Filter {
             patterns: vec![TopicPattern::All],
             types: TypeFilter::any(),
-            principal: reader("bob"),
+            scope: reader("bob"),
         }));
         shard.deliver(&event(1, "b"));
         let mut addressed = Event::clone(event(2, "a").event());

@@ -7,9 +7,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use super::AppState;
 use super::page::{PageQuery, PageRequest, page_fields, page_response};
 use crate::changes::read_changes;
+use crate::cursor::Since;
 use crate::error::ApiError;
-use crate::replay::Unresumable;
-use crate::store::Resolution;
+use crate::resume::Unresumable;
+use crate::store::ReadError;
 
 pub async fn changes(
     req: HttpRequest,
@@ -26,21 +27,14 @@ pub async fn changes(
     // The log's verdict on the cursor matters only when it is ahead: one
     // the log has pruned past is what the entity index is for (a timestamp
     // is turned into an id by the log, so one older than it stays expired).
-    let cursor = match state.log.resolve(since).await? {
-        Resolution::Resumable(cursor) => cursor,
-        Resolution::Expired(bounds) => match since {
-            crate::cursor::Since::Id(cursor) => cursor,
-            crate::cursor::Since::Time(_) => {
-                return Err(ApiError::Gone(Unresumable::Expired(bounds)));
-            }
-        },
-        Resolution::Ahead(bounds) => return Err(ApiError::Gone(Unresumable::Ahead(bounds))),
+    let cursor = match (state.log.resolve(since).await, since) {
+        (Ok(cursor), _) => cursor,
+        (Err(ReadError::Unresumable(Unresumable::Expired(_))), Since::Id(cursor)) => cursor,
+        (Err(error), _) => return Err(error.into()),
     };
     // Read after resolving, so the cursor is never above it.
     let head = state.log.bounds().head;
-    let page = read_changes(&state.log, &filter, cursor, head, limit)
-        .await?
-        .map_err(ApiError::Gone)?;
+    let page = read_changes(&state.log, &filter, cursor, head, limit).await?;
 
     let mut fields = page_fields(page.covered_through, page.has_more, head);
     fields.push_str(if page.log_complete {

@@ -6,8 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use super::AppState;
 use super::page::{PageQuery, PageRequest, page_fields, page_response};
 use crate::error::ApiError;
-use crate::replay::{Unresumable, read_page};
-use crate::store::Resolution;
+use crate::replay::read_page;
 
 pub async fn missed(
     req: HttpRequest,
@@ -21,11 +20,7 @@ pub async fn missed(
         filter,
     } = PageRequest::read(&req, &state, &query)?;
 
-    let cursor = match state.log.resolve(since).await? {
-        Resolution::Resumable(cursor) => cursor,
-        Resolution::Expired(bounds) => return Err(ApiError::Gone(Unresumable::Expired(bounds))),
-        Resolution::Ahead(bounds) => return Err(ApiError::Gone(Unresumable::Ahead(bounds))),
-    };
+    let cursor = state.log.resolve(since).await?;
     // Read after resolving, so the cursor is never above it.
     let head = state.log.bounds().head;
     let page = read_page(
@@ -37,8 +32,7 @@ pub async fn missed(
         head,
         limit,
     )
-    .await?
-    .map_err(ApiError::Gone)?;
+    .await?;
 
     Ok(page_response(
         &page.events,

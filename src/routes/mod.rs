@@ -22,8 +22,10 @@ use crate::event::TopicPattern;
 use crate::hub::{Filter, Hub};
 use crate::limits::{ConnectionLimiter, ConnectionPermit, Limits, PendingLimiter};
 use crate::metrics::Metrics;
+use crate::read_scope::ReadScope;
 use crate::shutdown::Shutdown;
 use crate::store::EventLog;
+use crate::transport::StreamSettings;
 use crate::type_filter::TypeFilter;
 
 /// Everything a handler may use, shared by all workers.
@@ -32,7 +34,11 @@ pub struct AppState {
     pub hub: Hub,
     pub auth: Authenticator,
     pub metrics: Arc<Metrics>,
-    pub limits: Limits,
+    pub limits: Arc<Limits>,
+    pub streams: Arc<StreamSettings>,
+    /// Origins whose pages may call the API (CORS) and open a WebSocket
+    /// with the token cookie.
+    pub allowed_origins: Vec<String>,
     pub connections: ConnectionLimiter,
     /// WebSocket connections that have not authenticated yet.
     pub pending: PendingLimiter,
@@ -145,11 +151,11 @@ pub(crate) fn admit_connection(state: &AppState) -> Result<ConnectionPermit, Api
         })
 }
 
-/// Parses `?topics=` and `?types=` and checks each topic pattern against the
-/// token: `400` for a malformed pattern or more than `max_patterns` of
+/// Parses `?topics=` and `?types=` and checks each topic pattern against
+/// what the token may read: `400` for a malformed pattern or more than `max_patterns` of
 /// either kind, `403` for a topic the token can never read.
 pub(crate) fn reader_filter(
-    principal: Principal,
+    scope: ReadScope,
     topics: Option<&str>,
     types: Option<&str>,
     max_patterns: usize,
@@ -172,7 +178,7 @@ pub(crate) fn reader_filter(
                 message: format!("types: {reason}"),
             }
         })?;
-    if let Some(denied) = patterns.iter().find(|p| !principal.may_subscribe(p)) {
+    if let Some(denied) = patterns.iter().find(|p| !scope.may_subscribe(p)) {
         return Err(ApiError::Forbidden {
             code: "forbidden_topic",
             message: format!("this token may not read topic {denied}"),
@@ -181,6 +187,6 @@ pub(crate) fn reader_filter(
     Ok(Filter {
         patterns,
         types,
-        principal,
+        scope,
     })
 }

@@ -46,7 +46,7 @@ impl PageRequest {
         let since = parse_since(query.since.as_deref())?;
         let limit = parse_limit(query.limit.as_deref())?;
         let filter = reader_filter(
-            principal,
+            principal.scope,
             query.topics.as_deref(),
             query.types.as_deref(),
             MAX_TOPIC_PATTERNS,

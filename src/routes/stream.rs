@@ -12,7 +12,8 @@ use crate::error::ApiError;
 use crate::hub::Shard;
 use crate::limits::MAX_TOPIC_PATTERNS;
 use crate::metrics::GaugeGuard;
-use crate::replay::{Feed, OpenError, Start};
+use crate::replay::{Feed, Start};
+use crate::store::ReadError;
 use crate::transport::sse;
 
 #[derive(Deserialize)]
@@ -35,7 +36,7 @@ pub async fn stream(
     let view = principal.view();
     let token_lifetime = principal.time_left();
     let filter = reader_filter(
-        principal,
+        principal.scope,
         query.topics.as_deref(),
         query.types.as_deref(),
         MAX_TOPIC_PATTERNS,
@@ -52,16 +53,18 @@ pub async fn stream(
     .await;
     let opened = match opened {
         Ok(feed) => Ok(feed),
-        Err(OpenError::Unresumable(unresumable)) => Err(unresumable),
-        Err(OpenError::Store(error)) => return Err(error.into()),
+        // Told as the stream's first frame, `reset`, not as `410`: an
+        // `EventSource` cannot read an error response.
+        Err(ReadError::Unresumable(unresumable)) => Err(unresumable),
+        Err(ReadError::Store(error)) => return Err(error.into()),
     };
     Ok(sse::respond(
         opened,
         sse::Session {
             view,
-            heartbeat: state.limits.heartbeat,
+            heartbeat: state.streams.heartbeat,
             token_lifetime,
-            retry_ms: state.limits.sse_retry_ms,
+            retry_ms: state.streams.sse_retry_ms,
             shutdown: state.shutdown.clone(),
             permit,
             gauge: GaugeGuard::hold(state.metrics.clone(), |m| &m.sse_connections),

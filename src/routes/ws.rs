@@ -24,7 +24,7 @@ pub async fn ws(
 ) -> Result<HttpResponse, ApiError> {
     let token = extract_token(&req);
     if let Ok(Some((_, TokenSource::Cookie))) = &token {
-        check_origin(&req, &state.limits.allowed_origins)?;
+        check_origin(&req, &state.allowed_origins)?;
     }
     let principal = token.and_then(|found| match found {
         Some((token, _)) => state.auth.verify(&token).map(Some),
@@ -67,6 +67,7 @@ pub async fn ws(
         auth: state.auth.clone(),
         metrics: state.metrics.clone(),
         limits: state.limits.clone(),
+        streams: state.streams.clone(),
         shutdown: state.shutdown.clone(),
         admission,
     };

@@ -20,6 +20,7 @@ mod sqlite;
 mod writer;
 
 use crate::metrics::Metrics;
+use crate::resume::LogBounds;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,12 +29,22 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 pub use backend::Pruned;
 pub(crate) use position::LogPosition;
-pub use position::{LogBounds, Resolution};
 pub use rows::{EntityPage, IndexedEvent};
 pub use writer::{AppendRejected, Appended, CommittedEvents, PublishedEvent};
 
 use crate::cursor::Since;
 use crate::event::{Entity, Event, EventId, NewEvent, Topic, TopicPattern};
+use crate::resume::Unresumable;
+
+/// Why a read from a client's cursor yields nothing: the cursor, which the
+/// client must answer by refetching its state, or the log, which is ours.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Unresumable(#[from] Unresumable),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -250,12 +261,15 @@ impl EventLog {
 
     /// Turns a client's cursor into an id the log can serve from, or says why
     /// it cannot.
-    pub async fn resolve(&self, since: Since) -> Result<Resolution, StoreError> {
+    pub async fn resolve(&self, since: Since) -> Result<EventId, ReadError> {
         let resolved = self.resolve_uncounted(since).await;
-        self.counted(resolved)
+        if let Err(ReadError::Store(_)) = resolved {
+            self.metrics.store_errors.inc();
+        }
+        resolved
     }
 
-    async fn resolve_uncounted(&self, since: Since) -> Result<Resolution, StoreError> {
+    async fn resolve_uncounted(&self, since: Since) -> Result<EventId, ReadError> {
         let id = match since {
             Since::Id(id) => id,
             Since::Time(t) => match self.last_id_at_or_before(t).await? {
@@ -265,7 +279,7 @@ impl EventLog {
                     if bounds.pruned_through_at <= t.timestamp_millis() {
                         bounds.pruned_through
                     } else {
-                        return Ok(Resolution::Expired(bounds));
+                        return Err(Unresumable::Expired(bounds).into());
                     }
                 }
             },
@@ -277,7 +291,7 @@ impl EventLog {
             // its events here.
             reader.refresh_bounds().await?;
         }
-        Ok(self.bounds().check(id))
+        Ok(self.bounds().check(id)?)
     }
 
     async fn last_id_at_or_before(&self, t: DateTime<Utc>) -> Result<Option<EventId>, StoreError> {

@@ -22,9 +22,9 @@ use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 use crate::event::EventId;
 use crate::limits::ConnectionPermit;
 use crate::metrics::{GaugeGuard, Metrics, Transport};
-use crate::replay::{Feed, FeedEnd, FeedItem, ResetReason, Unresumable};
+use crate::replay::{Feed, FeedEnd, FeedItem};
+use crate::resume::{LogBounds, ResetReason, Unresumable};
 use crate::shutdown::{Shutdown, ShutdownSignal};
-use crate::store::LogBounds;
 use crate::wire::View;
 
 /// What a stream needs besides its feed.
@@ -238,7 +238,11 @@ fn coalesce(first: Bytes, feed: &mut Feed, view: crate::wire::View) -> (Bytes, O
 fn end_frame(metrics: &Metrics, end: FeedEnd) -> Option<Bytes> {
     match end {
         FeedEnd::Lagged(bounds) => Some(reset_frame(metrics, ResetReason::Lagged, bounds)),
-        FeedEnd::Expired(bounds) => Some(reset_frame(metrics, ResetReason::CursorExpired, bounds)),
+        FeedEnd::Unresumable(unresumable) => Some(reset_frame(
+            metrics,
+            unresumable.reason(),
+            unresumable.bounds(),
+        )),
         FeedEnd::Closed => None,
         FeedEnd::Store(error) => {
             // Ending the response makes the client reconnect with its

@@ -27,9 +27,12 @@ use crate::event::TopicPattern;
 use crate::hub::{Filter, Shard};
 use crate::limits::{Admission, Limits};
 use crate::metrics::{GaugeGuard, Malformed, Metrics, Transport};
-use crate::replay::{Feed, FeedEnd, OpenError, ResetReason, Start, Unresumable};
+use crate::read_scope::ReadScope;
+use crate::replay::{Feed, FeedEnd, Start};
+use crate::resume::{LogBounds, ResetReason};
 use crate::shutdown::Shutdown;
-use crate::store::{EventLog, LogBounds};
+use crate::store::{EventLog, ReadError};
+use crate::transport::StreamSettings;
 use crate::type_filter::TypeFilter;
 use inbound::FrameGuard;
 use outbound::{Outbound, Unsent};
@@ -58,7 +61,9 @@ pub struct Context {
     pub shard: Shard,
     pub auth: Authenticator,
     pub metrics: Arc<Metrics>,
-    pub limits: Limits,
+    /// Shared with every session: read, never copied per connection.
+    pub limits: Arc<Limits>,
+    pub streams: Arc<StreamSettings>,
     pub shutdown: Shutdown,
     /// Its place among the server's connections: pending until the
     /// connection authenticates, then a slot.
@@ -274,7 +279,7 @@ impl Connection {
             Ok(None) => {}
             Err(error) => return closing(CloseReason::Unauthenticated, error.to_string()),
         }
-        let ping_every = self.context.limits.ws_ping;
+        let ping_every = self.context.streams.ws_ping;
         // The ping clock and the silence start at the same instant, so a
         // client that never answers is silent exactly 2 × `ping_every` at the
         // second tick (see `silent_for_two_intervals`).
@@ -350,7 +355,7 @@ impl Connection {
 
     fn authenticated(&mut self, principal: Principal) -> Result<(), Closing> {
         match &self.principal {
-            Some(current) if current.user != principal.user => {
+            Some(current) if current.user() != principal.user() => {
                 return Err(closing(
                     CloseReason::Forbidden,
                     "a connection cannot change its user",
@@ -376,7 +381,7 @@ impl Connection {
         let welcome = ServerMessage::Welcome {
             connection_id: &self.connection_id,
             head: self.context.log.bounds().head,
-            heartbeat_ms: u64::try_from(self.context.limits.ws_ping.as_millis())
+            heartbeat_ms: u64::try_from(self.context.streams.ws_ping.as_millis())
                 .unwrap_or(u64::MAX),
         };
         self.send(welcome.encode())
@@ -582,10 +587,10 @@ impl Connection {
         let Some(named_types) = self.parse_types(types, request_id.as_ref())? else {
             return Ok(());
         };
-        let Some(principal) = self.principal.clone() else {
+        let Some(scope) = self.principal.as_ref().map(|p| p.scope.clone()) else {
             return Err(closing(CloseReason::Unauthenticated, "not authenticated"));
         };
-        if let Some(denied) = patterns.iter().find(|p| !principal.may_subscribe(p)) {
+        if let Some(denied) = patterns.iter().find(|p| !scope.may_subscribe(p)) {
             let message = format!("this token may not read topic {denied}");
             return self.error("forbidden_topic", message, request_id.as_ref());
         }
@@ -621,7 +626,7 @@ impl Connection {
         )?;
         let start = since.map_or(Start::Now, Start::After);
         let types = named_types.unwrap_or_default();
-        self.open_feed(patterns, types, principal, start, request_id, true)
+        self.open_feed(patterns, types, scope, start, request_id, true)
             .await
     }
 
@@ -631,7 +636,7 @@ impl Connection {
         &mut self,
         patterns: Vec<TopicPattern>,
         types: TypeFilter,
-        principal: Principal,
+        scope: ReadScope,
         start: Start,
         request_id: Option<RequestId>,
         announce: bool,
@@ -639,12 +644,12 @@ impl Connection {
         let filter = Arc::new(Filter {
             patterns,
             types,
-            principal,
+            scope,
         });
         let opened = self.open(filter.clone(), start).await;
         let feed = match opened {
             Ok(feed) => feed,
-            Err(OpenError::Unresumable(unresumable)) => {
+            Err(ReadError::Unresumable(unresumable)) => {
                 self.reset(
                     unresumable.reason(),
                     unresumable.bounds(),
@@ -656,7 +661,7 @@ impl Connection {
                     closing(CloseReason::ServerError, "internal error")
                 })?
             }
-            Err(OpenError::Store(error)) => {
+            Err(ReadError::Store(error)) => {
                 tracing::error!(error = %error, "could not open a feed");
                 return Err(closing(CloseReason::ServerError, "internal error"));
             }
@@ -665,7 +670,7 @@ impl Connection {
         Ok(())
     }
 
-    async fn open(&self, filter: Arc<Filter>, start: Start) -> Result<Feed, OpenError> {
+    async fn open(&self, filter: Arc<Filter>, start: Start) -> Result<Feed, ReadError> {
         Feed::open(
             self.context.log.clone(),
             self.context.shard.clone(),
@@ -677,7 +682,7 @@ impl Connection {
     }
 
     async fn reopen(&mut self, feeds: Vec<Reopen>) -> Result<(), Closing> {
-        let Some(principal) = self.principal.clone() else {
+        let Some(scope) = self.principal.as_ref().map(|p| p.scope.clone()) else {
             return Ok(());
         };
         for Reopen {
@@ -692,7 +697,7 @@ impl Connection {
             self.open_feed(
                 patterns,
                 types,
-                principal.clone(),
+                scope.clone(),
                 start,
                 request_id,
                 owes_caught_up,
@@ -749,11 +754,11 @@ impl Connection {
                     CloseReason::Lagged,
                     "too far behind: reconnect and resume from your last event id",
                 )),
-                FeedEnd::Expired(bounds) => {
+                FeedEnd::Unresumable(unresumable) => {
                     // Retention overtook a long replay: say so, go on live.
-                    let unresumable = Unresumable::Expired(bounds);
+                    let bounds = unresumable.bounds();
                     self.reset(unresumable.reason(), bounds, request_id.as_ref())?;
-                    let Some(principal) = self.principal.clone() else {
+                    let Some(scope) = self.principal.as_ref().map(|p| p.scope.clone()) else {
                         return Ok(());
                     };
                     let start = Start::After(Since::Id(bounds.head));
@@ -762,7 +767,7 @@ impl Connection {
                     Box::pin(self.open_feed(
                         patterns,
                         types,
-                        principal,
+                        scope,
                         start,
                         request_id,
                         owes_caught_up,

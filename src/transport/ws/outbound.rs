@@ -17,17 +17,14 @@
 //! lone frame goes out as those shared bytes, uncopied; frames that are
 //! ready together are copied into one chunk. One delivered event so costs
 //! one wake-up of the connection and one write, and a burst of frames goes
-//! out in one write. actix-ws's own session would put a Tokio channel
-//! between the session and the body instead: a per-recipient frame header,
-//! a channel's atomics per frame, and its first block of slots allocated
-//! for every idle connection (see `open` in the parent module).
+//! out in one write. The queue is a [`local_channel`], not actix-ws's
+//! session with its Tokio channel: no per-recipient frame header, no atomics
+//! per frame, and no block of slots allocated for every idle connection.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use actix_codec::Encoder;
 use actix_http::ws::{CloseCode, CloseReason, Codec, Message};
@@ -37,6 +34,8 @@ use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use futures_util::Stream;
 
+use crate::local_channel::{self, Count, Refused};
+
 /// Control frames in flight; a client flooding pings while not reading hits
 /// it and is dropped.
 const CONTROL_QUEUE: usize = 16;
@@ -45,9 +44,6 @@ const MAX_CHUNK_BYTES: usize = 64 * 1024;
 /// RFC 6455: a control frame's payload is at most 125 bytes, two of which
 /// are the close code.
 const MAX_CLOSE_REASON_BYTES: usize = 123;
-/// A drained queue keeps at most this many slots; a burst's worth is given
-/// back, so a connection does not hold its largest backlog for life.
-const KEPT_SLOTS: usize = 8;
 
 enum Control {
     Ping,
@@ -62,43 +58,23 @@ pub enum Unsent {
     Closed,
 }
 
-/// What the session has queued and the writer not yet taken. The session
-/// and the body live on the same worker thread (a session is spawned where
-/// its connection is served), so one `RefCell` is all the synchronisation
-/// they need.
-struct Queues {
-    /// Whole text frames, encoded.
-    data: VecDeque<Bytes>,
-    capacity: usize,
+/// What the session has queued beside its text frames. The session and the
+/// body live on the same worker thread (a session is spawned where its
+/// connection is served), so the channel's `RefCell` is all the
+/// synchronisation they need.
+#[derive(Default)]
+struct Lanes {
     control: VecDeque<Control>,
     close: Option<CloseReason>,
-    /// The session dropped its `Outbound`: nothing more will come.
-    session_gone: bool,
-    /// The body was dropped: the connection is gone.
-    writer_gone: bool,
-    /// The body, waiting for frames.
-    writer: Option<Waker>,
-    /// The session, waiting for room in `data`.
-    room: Option<Waker>,
 }
 
-impl Queues {
-    /// Wakes the body if it waits. Its waker stays registered (the body
-    /// replaces it only when its task's waker changes), so a delivery
-    /// clones no waker.
-    fn wake_writer(&mut self) {
-        if let Some(waker) = &self.writer {
-            waker.wake_by_ref();
-        }
-    }
-
-    fn has_room(&self) -> bool {
-        self.writer_gone || self.data.len() < self.capacity
-    }
-}
+/// Whole text frames, encoded, with the control lane and close slot beside
+/// them.
+type FrameSender = local_channel::Sender<Bytes, Count, Lanes>;
+type FrameReceiver = local_channel::Receiver<Bytes, Count, Lanes>;
 
 pub struct Outbound {
-    queues: Rc<RefCell<Queues>>,
+    frames: FrameSender,
 }
 
 impl Outbound {
@@ -106,25 +82,16 @@ impl Outbound {
     /// text frames waiting for the client. Returns the queues and the
     /// response to answer the upgrade with.
     pub fn attach(response: HttpResponse, capacity: usize) -> (Outbound, HttpResponse) {
-        let queues = Rc::new(RefCell::new(Queues {
-            data: VecDeque::new(),
-            capacity: capacity.max(1),
-            control: VecDeque::new(),
-            close: None,
-            session_gone: false,
-            writer_gone: false,
-            writer: None,
-            room: None,
-        }));
+        let (frames, queued) = local_channel::bounded(capacity, Lanes::default());
         let writer = FrameWriter {
-            queues: queues.clone(),
+            queued,
             codec: Codec::new(),
             buf: BytesMut::new(),
             lone: None,
             ended: false,
         };
         let response = response.set_body(writer.boxed_body());
-        (Outbound { queues }, response)
+        (Outbound { frames }, response)
     }
 
     /// Queues a text message.
@@ -135,34 +102,20 @@ impl Outbound {
     /// Queues a whole text frame, already encoded, as
     /// [`SharedEvent::ws_frame`](crate::wire::SharedEvent::ws_frame) gives.
     pub fn frame(&self, frame: Bytes) -> Result<(), Unsent> {
-        let mut queues = self.queues.borrow_mut();
-        if queues.writer_gone {
-            return Err(Unsent::Closed);
-        }
-        if queues.data.len() >= queues.capacity {
-            return Err(Unsent::Full);
-        }
-        queues.data.push_back(frame);
-        queues.wake_writer();
-        Ok(())
+        self.frames.send(frame).map_err(|refused| match refused {
+            Refused::Full => Unsent::Full,
+            Refused::ReceiverGone => Unsent::Closed,
+        })
     }
 
     /// Whether a text frame can be queued now.
     pub fn has_room(&self) -> bool {
-        self.queues.borrow().has_room()
+        self.frames.has_room()
     }
 
     /// Resolves once a text frame can be queued (or the connection is gone).
     pub async fn room(&self) {
-        std::future::poll_fn(|cx| {
-            let mut queues = self.queues.borrow_mut();
-            if queues.has_room() {
-                return Poll::Ready(());
-            }
-            queues.room = Some(cx.waker().clone());
-            Poll::Pending
-        })
-        .await;
+        self.frames.room().await;
     }
 
     pub fn ping(&self) -> Result<(), Unsent> {
@@ -177,33 +130,26 @@ impl Outbound {
     /// queued is dropped, and the connection ends. A reason longer than a
     /// control frame may carry is cut at a character boundary.
     pub fn close(self, code: CloseCode, reason: &str) {
-        let mut queues = self.queues.borrow_mut();
-        queues.close = Some(CloseReason {
+        self.frames.side().close = Some(CloseReason {
             code,
             description: Some(truncate(reason, MAX_CLOSE_REASON_BYTES).to_owned()),
         });
-        queues.wake_writer();
+        self.frames.wake_receiver();
     }
 
     fn control(&self, frame: Control) -> Result<(), Unsent> {
-        let mut queues = self.queues.borrow_mut();
-        if queues.writer_gone {
+        if self.frames.receiver_gone() {
             return Err(Unsent::Closed);
         }
-        if queues.control.len() >= CONTROL_QUEUE {
-            return Err(Unsent::Full);
+        {
+            let mut lanes = self.frames.side();
+            if lanes.control.len() >= CONTROL_QUEUE {
+                return Err(Unsent::Full);
+            }
+            lanes.control.push_back(frame);
         }
-        queues.control.push_back(frame);
-        queues.wake_writer();
+        self.frames.wake_receiver();
         Ok(())
-    }
-}
-
-impl Drop for Outbound {
-    fn drop(&mut self) {
-        let mut queues = self.queues.borrow_mut();
-        queues.session_gone = true;
-        queues.wake_writer();
     }
 }
 
@@ -223,7 +169,7 @@ fn truncate(text: &str, max: usize) -> &str {
 /// The upgraded connection's response body: the frames the session queued,
 /// encoded as they become ready.
 struct FrameWriter {
-    queues: Rc<RefCell<Queues>>,
+    queued: FrameReceiver,
     codec: Codec,
     buf: BytesMut,
     /// A frame taken alone, to go out as its own bytes; a second one ready
@@ -249,44 +195,33 @@ impl FrameWriter {
     /// Encodes what is queued: the close frame alone if the session sent
     /// one (the session going away without one, the client left, ends the
     /// connection too), else control frames first, then text frames up to a
-    /// chunk's worth.
+    /// chunk's worth. Finding no text frame registers the body's waker.
     fn take_queued(&mut self, cx: &mut Context<'_>) {
-        let queues = self.queues.clone();
-        let mut queues = queues.borrow_mut();
-        if let Some(reason) = queues.close.take() {
+        let (close, control) = {
+            let mut lanes = self.queued.side();
+            (lanes.close.take(), std::mem::take(&mut lanes.control))
+        };
+        if let Some(reason) = close {
             self.encode(Message::Close(Some(reason)));
             self.ended = true;
         }
-        if queues.session_gone {
+        if self.queued.sender_closed() {
             self.ended = true;
         }
-        while let Some(frame) = queues.control.pop_front().filter(|_| !self.ended) {
+        for frame in control {
+            if self.ended {
+                break;
+            }
             match frame {
                 Control::Ping => self.encode(Message::Ping(Bytes::new())),
                 Control::Pong(payload) => self.encode(Message::Pong(payload)),
             }
         }
-        let was_full = !queues.has_room();
         while !self.ended && self.chunk_len() < MAX_CHUNK_BYTES {
-            let Some(frame) = queues.data.pop_front() else {
+            let Poll::Ready(Some(frame)) = self.queued.poll_recv(cx) else {
                 break;
             };
             self.push_frame(frame);
-        }
-        if queues.data.is_empty() && queues.data.capacity() > KEPT_SLOTS {
-            queues.data = VecDeque::new();
-        }
-        if was_full
-            && queues.has_room()
-            && let Some(waker) = queues.room.take()
-        {
-            waker.wake();
-        }
-        if self.chunk_len() == 0 && !self.ended {
-            match &queues.writer {
-                Some(waker) if waker.will_wake(cx.waker()) => {}
-                _ => queues.writer = Some(cx.waker().clone()),
-            }
         }
     }
 
@@ -329,16 +264,6 @@ impl Stream for FrameWriter {
             return Poll::Ready(None);
         }
         Poll::Pending
-    }
-}
-
-impl Drop for FrameWriter {
-    fn drop(&mut self) {
-        let mut queues = self.queues.borrow_mut();
-        queues.writer_gone = true;
-        if let Some(waker) = queues.room.take() {
-            waker.wake();
-        }
     }
 }
 

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cursor::Since;
 use crate::event::{EventId, TopicPattern};
-use crate::replay::ResetReason;
+use crate::resume::ResetReason;
 use crate::type_filter::TypeFilter;
 
 /// Echoed back verbatim so a client can match answers to requests.
