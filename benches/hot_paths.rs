@@ -9,13 +9,15 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use pushlog::event::{Audience, Event, EventDraft, EventId, PayloadRules, Topic, TopicPattern};
-use pushlog::hub::{Filter, Hub, Received, Shard};
+use pushlog::domain::event::{
+    Audience, Event, EventDraft, EventId, PayloadRules, Topic, TopicPattern,
+};
+use pushlog::domain::read_scope::ReadScope;
+use pushlog::domain::type_filter::TypeFilter;
+use pushlog::domain::wire::{SharedEvent, View};
+use pushlog::fanout::{Filter, Hub, Received, Shard};
 use pushlog::metrics::Metrics;
-use pushlog::read_scope::ReadScope;
 use pushlog::store::EventLog;
-use pushlog::type_filter::TypeFilter;
-use pushlog::wire::{SharedEvent, View};
 use serde_json::value::RawValue;
 
 fn event(id: i64, topic: &str, payload_bytes: usize) -> Event {

@@ -12,9 +12,9 @@ use actix_web::HttpRequest;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
 use serde::{Deserialize, Serialize};
 
-use crate::event::TopicPattern;
-use crate::read_scope::ReadScope;
-use crate::wire::View;
+use crate::domain::event::TopicPattern;
+use crate::domain::read_scope::ReadScope;
+use crate::domain::wire::View;
 
 /// The role that may publish.
 pub const PUBLISHER_ROLE: &str = "publisher";
@@ -382,7 +382,7 @@ fn serde_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Topic;
+    use crate::domain::event::Topic;
 
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 

@@ -8,8 +8,8 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::auth::AuthError;
-use crate::event::EventId;
-use crate::resume::Unresumable;
+use crate::domain::event::EventId;
+use crate::domain::resume::Unresumable;
 use crate::store::{AppendError, AppendRejected, ReadError, StoreError};
 
 #[derive(Debug, thiserror::Error)]

@@ -1,14 +1,14 @@
 //! The bounds a client cannot push the server past. How streams are kept
-//! alive is not a bound: that is [`crate::transport::StreamSettings`].
+//! alive is not a bound: that is [`crate::sessions::StreamSettings`].
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::client_address::TrustedProxy;
 use crate::config::Config;
-use crate::event::PayloadRules;
+use crate::domain::event::PayloadRules;
+use crate::edge::client_address::TrustedProxy;
 
 /// The most events one publish request may carry (the contract's number).
 pub const MAX_BATCH: usize = 1000;

@@ -15,18 +15,18 @@ use actix_web::{App, web};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
+use crate::api::{self, AppState};
 use crate::auth::{Authenticator, KeyError};
 use crate::config::Config;
-use crate::front::{self, Rewind};
-use crate::hub::{Hub, Shard};
+use crate::edge::request_id;
+use crate::edge::{self, Rewind};
+use crate::fanout::{Hub, Shard};
 use crate::limits::{ConnectionLimiter, Limits, PendingLimiter};
 use crate::metrics::{Malformed, Metrics};
-use crate::request_id;
-use crate::retention;
-use crate::routes::{self, AppState};
+use crate::sessions::StreamSettings;
 use crate::shutdown::Shutdown;
+use crate::store::retention;
 use crate::store::{EventLog, Retention, StoreError};
-use crate::transport::StreamSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -103,8 +103,8 @@ fn app(
     App::new()
         .app_data(state)
         .app_data(web::Data::new(shard))
-        .configure(|cfg| routes::configure(cfg, &origins))
-        .default_service(web::to(routes::not_found))
+        .configure(|cfg| api::configure(cfg, &origins))
+        .default_service(web::to(api::not_found))
         .wrap(actix_web::middleware::from_fn(request_id::within_span))
 }
 
@@ -117,7 +117,7 @@ fn connections(
     state: web::Data<AppState>,
     stopping: GracefulShutdownSignal,
     local_addr: std::net::SocketAddr,
-    timeouts: front::Timeouts,
+    timeouts: edge::Timeouts,
 ) -> impl ServiceFactory<TcpStream, Config = (), Response = (), Error = (), InitError = ()> {
     fn_factory(move || {
         let (shard, feed_shard) = Shard::open(&state.hub);
@@ -154,7 +154,7 @@ fn connections(
                 let streams = streams.clone();
                 let metrics = metrics.clone();
                 async move {
-                    let served = front::serve_connection(io, &*dispatcher, &*streams, timeouts);
+                    let served = edge::serve_connection(io, &*dispatcher, &*streams, timeouts);
                     // actix answers a head it cannot parse (400, 431) and
                     // ends the connection with this error.
                     if let Err(DispatchError::Parse(_)) = served.await {
@@ -253,7 +253,7 @@ impl Application {
             .shutdown_timeout(config.shutdown_grace_secs)
             .listen("pushlog", listener, {
                 let state = state.clone();
-                let timeouts = front::Timeouts {
+                let timeouts = edge::Timeouts {
                     request: CLIENT_REQUEST_TIMEOUT,
                     stalled_write: Duration::from_secs(config.stalled_write_secs),
                 };

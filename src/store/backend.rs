@@ -6,7 +6,7 @@ use std::future::Future;
 
 use super::position::LogPosition;
 use super::{StoreError, millis_to_datetime, now_millis};
-use crate::event::{Event, EventId, NewEvent};
+use crate::domain::event::{Event, EventId, NewEvent};
 
 /// The state of the log as seen under its write lock, handed to the writer's
 /// decision while the transaction is open.

@@ -19,7 +19,7 @@ use super::StoreError;
 use super::position::LogPosition;
 use super::postgres::{self, HEAD_CHANNEL, OUTBOX_CHANNEL};
 use super::writer::Command;
-use crate::event::{Event, EventId, TopicPattern};
+use crate::domain::event::{Event, EventId, TopicPattern};
 
 /// Events read from the log per query.
 const PAGE: u32 = 1000;

@@ -12,15 +12,17 @@
 //! what any node committed back from the log, in id order.
 
 mod backend;
+pub mod changes;
 mod follower;
 mod position;
 mod postgres;
+pub mod retention;
 mod rows;
 mod sqlite;
 mod writer;
 
+use crate::domain::resume::LogBounds;
 use crate::metrics::Metrics;
-use crate::resume::LogBounds;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,9 +34,9 @@ pub(crate) use position::LogPosition;
 pub use rows::{EntityPage, IndexedEvent};
 pub use writer::{AppendRejected, Appended, CommittedEvents, PublishedEvent};
 
-use crate::cursor::Since;
-use crate::event::{Entity, Event, EventId, NewEvent, Topic, TopicPattern};
-use crate::resume::Unresumable;
+use crate::domain::cursor::Since;
+use crate::domain::event::{Entity, Event, EventId, NewEvent, Topic, TopicPattern};
+use crate::domain::resume::Unresumable;
 
 /// Why a read from a client's cursor yields nothing: the cursor, which the
 /// client must answer by refetching its state, or the log, which is ours.

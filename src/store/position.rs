@@ -4,8 +4,8 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use crate::event::EventId;
-use crate::resume::LogBounds;
+use crate::domain::event::EventId;
+use crate::domain::resume::LogBounds;
 
 #[derive(Debug)]
 pub(crate) struct LogPosition {

@@ -33,7 +33,7 @@ use super::rows::{
 use super::{StoreError, now_millis};
 use serde_json::value::RawValue;
 
-use crate::event::{
+use crate::domain::event::{
     Audience, Entity, Event, EventDraft, EventId, NewEvent, PayloadRules, Topic, TopicPattern,
 };
 

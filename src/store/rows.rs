@@ -5,7 +5,7 @@ use serde_json::value::RawValue;
 use sqlx::{ColumnIndex, Database, Decode, Encode, IntoArguments, QueryBuilder, Row, Type};
 
 use super::{StoreError, millis_to_datetime};
-use crate::event::{Audience, Entity, EntityOp, Event, EventId, Topic, TopicPattern};
+use crate::domain::event::{Audience, Entity, EntityOp, Event, EventId, Topic, TopicPattern};
 
 /// The `events` table's columns, in the order inserts bind them.
 pub(super) const COLUMNS: &str =

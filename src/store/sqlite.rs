@@ -22,7 +22,7 @@ use super::rows::{
     COLUMNS, EntityPage, EntityTables, event_from_row, newer_variants_query, range_query,
     read_entity_page,
 };
-use crate::event::{Entity, Event, EventId, Topic, TopicPattern};
+use crate::domain::event::{Entity, Event, EventId, Topic, TopicPattern};
 
 /// Readers a replay storm may use at once; SQLite WAL readers do not block
 /// the writer, and more connections than cores buy nothing.

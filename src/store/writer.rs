@@ -25,7 +25,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use super::backend::{Locked, LogBackend, PruneScope, Pruned, stored};
 use super::position::LogPosition;
 use super::{AppendError, Retention, StoreError, now_millis};
-use crate::event::{Event, EventId, NewEvent};
+use crate::domain::event::{Event, EventId, NewEvent};
 
 /// Most publish requests waiting to be decided. Publishers beyond it wait
 /// for room (back-pressure) rather than growing memory.
@@ -74,7 +74,7 @@ impl From<&Event> for PublishedEvent {
             id: event.id,
             topic: event.topic.as_str().to_owned(),
             kind: event.kind.clone(),
-            timestamp: crate::event::format_timestamp(&event.timestamp),
+            timestamp: crate::domain::event::format_timestamp(&event.timestamp),
         }
     }
 }

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use pushlog::retention::prune_now;
 use pushlog::store::Retention;
+use pushlog::store::retention::prune_now;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, ids_of, spawn_app};

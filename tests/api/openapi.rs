@@ -28,7 +28,7 @@ fn spec_routes(spec: &Value) -> BTreeSet<(String, String)> {
 #[actix_web::test]
 async fn the_spec_is_openapi_3_1_and_lists_exactly_the_served_routes() {
     let spec = spec();
-    let served: BTreeSet<(String, String)> = pushlog::routes::ROUTES
+    let served: BTreeSet<(String, String)> = pushlog::api::ROUTES
         .iter()
         .map(|(method, path)| (method.to_string(), path.to_string()))
         .collect();
@@ -75,7 +75,7 @@ async fn every_route_in_the_spec_answers() {
 #[actix_web::test]
 async fn a_method_a_route_does_not_serve_is_405_with_allow_and_a_json_body() {
     let app = spawn_app().await;
-    for (allowed, path) in pushlog::routes::ROUTES {
+    for (allowed, path) in pushlog::api::ROUTES {
         let other = if *allowed == "GET" {
             Method::PUT
         } else {

@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use pushlog::retention::prune_now;
 use pushlog::store::Retention;
+use pushlog::store::retention::prune_now;
 use serde_json::json;
 
 use crate::helpers::{PATIENCE, event, ids_of, range, spawn_app, spawn_app_with};

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use futures_util::future::{join, join_all};
-use pushlog::retention::prune_now;
 use pushlog::store::Retention;
+use pushlog::store::retention::prune_now;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, event, ids_of, range};

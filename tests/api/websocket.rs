@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use pushlog::retention::prune_now;
 use pushlog::store::Retention;
+use pushlog::store::retention::prune_now;
 use serde_json::json;
 
 use crate::helpers::{TestApp, event, range, spawn_app, spawn_app_with};

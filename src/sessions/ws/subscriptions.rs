@@ -1,0 +1,267 @@
+//! The feeds of one WebSocket connection.
+//!
+//! Each `subscribe` opens one feed for its patterns, so the events it
+//! replays and then streams are in id order and the client's single cursor
+//! stays valid. Unsubscribing from some of a feed's patterns reopens the
+//! feed for the rest from its cursor: gap-free, because a feed resumes
+//! exactly like a client does.
+//!
+//! A `subscribe`'s types belong to its feed: they apply to the topics of
+//! that `subscribe` only, a feed reopened for the rest of its patterns keeps
+//! them, and a `subscribe` that takes a pattern over takes it with its own
+//! types (or none).
+//!
+//! Two feeds can both admit an event (`device:*` and `device:1`); such an
+//! event is sent once, remembered until every feed's cursor has passed it.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use super::protocol::RequestId;
+use crate::domain::event::{EventId, TopicPattern};
+use crate::domain::type_filter::TypeFilter;
+use crate::domain::wire::SharedEvent;
+use crate::sessions::replay::{Feed, FeedEnd, FeedItem};
+
+struct Active {
+    feed: Feed,
+    patterns: Vec<TopicPattern>,
+    request_id: Option<RequestId>,
+    /// Whether this feed's `caught_up` goes to the client: not for a feed
+    /// reopened after a partial unsubscribe, which the client did not ask for.
+    announce: bool,
+    /// Whether this feed's replay has ended.
+    caught_up: bool,
+    /// An item taken from the feed and not yet handed out, and the feed's
+    /// cursor before it: see `Subscriptions::poll_next`.
+    ready: Option<(Result<FeedItem, FeedEnd>, EventId)>,
+}
+
+impl Active {
+    /// The newest id handed out or passed over: an item held in `ready`
+    /// has not been handed out yet.
+    fn cursor(&self) -> EventId {
+        match &self.ready {
+            Some((_, before)) => *before,
+            None => self.feed.cursor(),
+        }
+    }
+}
+
+/// What the session must act on.
+pub enum Update {
+    Event(Arc<SharedEvent>),
+    CaughtUp {
+        head: EventId,
+        request_id: Option<RequestId>,
+    },
+    /// A feed ended; the session decides what that means for the connection.
+    Ended {
+        end: FeedEnd,
+        patterns: Vec<TopicPattern>,
+        types: TypeFilter,
+        request_id: Option<RequestId>,
+        /// Whether the client still waits for this request's `caught_up`.
+        owes_caught_up: bool,
+    },
+}
+
+/// A feed to reopen from `cursor` for `patterns`, with the types it had.
+pub struct Reopen {
+    pub patterns: Vec<TopicPattern>,
+    pub types: TypeFilter,
+    pub cursor: EventId,
+    pub request_id: Option<RequestId>,
+    /// Whether the client still waits for this request's `caught_up`,
+    /// which the reopened feed then sends.
+    pub owes_caught_up: bool,
+}
+
+/// A connection holds a handful of feeds at most (its pattern limit bounds
+/// them), so they sit in a `Vec` and each wake-up polls every one: no
+/// stream combinator, whose bookkeeping cost more per delivered event than
+/// the delivery itself.
+#[derive(Default)]
+pub struct Subscriptions {
+    active: Vec<Active>,
+    /// Ids sent that another feed may still deliver.
+    sent: BTreeSet<EventId>,
+}
+
+impl Subscriptions {
+    /// How many topic patterns the connection holds.
+    pub fn pattern_count(&self) -> usize {
+        self.active.iter().map(|a| a.patterns.len()).sum()
+    }
+
+    /// How many type patterns the connection would hold once `patterns`
+    /// are dropped from every feed: a feed left with other patterns keeps
+    /// its types.
+    pub fn type_count_without(&self, patterns: &[TopicPattern]) -> usize {
+        self.active
+            .iter()
+            .filter(|a| a.patterns.iter().any(|p| !patterns.contains(p)))
+            .map(|a| a.feed.filter().types.patterns().len())
+            .sum()
+    }
+
+    pub fn add(&mut self, feed: Feed, request_id: Option<RequestId>, announce: bool) {
+        let patterns = feed.filter().patterns.clone();
+        self.active.push(Active {
+            feed,
+            patterns,
+            request_id,
+            announce,
+            caught_up: false,
+            ready: None,
+        });
+    }
+
+    /// Drops `patterns` from every feed. Feeds left with other patterns are
+    /// returned, to be reopened for those from their cursor.
+    pub fn remove(&mut self, patterns: &[TopicPattern]) -> Vec<Reopen> {
+        let (touched, kept) = std::mem::take(&mut self.active)
+            .into_iter()
+            .partition(|a| a.patterns.iter().any(|p| patterns.contains(p)));
+        self.active = kept;
+        let mut reopen = Vec::new();
+        for active in touched {
+            let cursor = active.cursor();
+            let remaining: Vec<TopicPattern> = active
+                .patterns
+                .into_iter()
+                .filter(|p| !patterns.contains(p))
+                .collect();
+            if !remaining.is_empty() {
+                reopen.push(Reopen {
+                    patterns: remaining,
+                    types: active.feed.filter().types.clone(),
+                    cursor,
+                    request_id: active.request_id,
+                    owes_caught_up: active.announce && !active.caught_up,
+                });
+            }
+        }
+        // The reopened feeds start from their cursors and may deliver what
+        // is remembered as sent above them.
+        self.forget_below(reopen.iter().map(|r| r.cursor));
+        reopen
+    }
+
+    /// Whether any active feed has exactly this pattern.
+    pub fn holds(&self, pattern: &TopicPattern) -> bool {
+        self.active.iter().any(|a| a.patterns.contains(pattern))
+    }
+
+    /// The next thing to send or handle. Pending forever when there are no
+    /// feeds, so it can sit in a `select!` unguarded.
+    pub async fn next(&mut self) -> Update {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    /// Events go out in id order across feeds, as the client's one cursor
+    /// needs: each feed's next item is taken into its `ready` slot, and the
+    /// lowest event among them goes first (an event committed in the same
+    /// batch for another feed is in that feed's queue already). Endings and
+    /// `caught_up` go before any event.
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Update> {
+        loop {
+            // Every feed with nothing held is polled, so each registers
+            // this task's waker.
+            for active in &mut self.active {
+                if active.ready.is_none() {
+                    let before = active.feed.cursor();
+                    if let Poll::Ready(item) = active.feed.poll_next(cx) {
+                        active.ready = Some((item, before));
+                    }
+                }
+            }
+            let first = self
+                .active
+                .iter()
+                .enumerate()
+                .filter_map(|(index, active)| {
+                    let (item, _) = active.ready.as_ref()?;
+                    let order = match item {
+                        Ok(FeedItem::Event(event)) => Some(event.id()),
+                        _ => None,
+                    };
+                    Some((order, index))
+                })
+                .min();
+            let Some((_, index)) = first else {
+                return Poll::Pending;
+            };
+            let Some((item, _)) = self.active[index].ready.take() else {
+                return Poll::Pending;
+            };
+            if let Some(update) = self.on_item(index, item) {
+                return Poll::Ready(update);
+            }
+            // Passed over (a duplicate, an unannounced `caught_up`): look
+            // again, which polls that feed once more.
+        }
+    }
+
+    /// What the item from the feed at `index` means for the session, if
+    /// anything.
+    fn on_item(&mut self, index: usize, item: Result<FeedItem, FeedEnd>) -> Option<Update> {
+        match item {
+            Ok(FeedItem::Event(event)) => self
+                .first_delivery(index, &event)
+                .then_some(Update::Event(event)),
+            Ok(FeedItem::CaughtUp { head }) => {
+                let active = &mut self.active[index];
+                active.caught_up = true;
+                active.announce.then(|| Update::CaughtUp {
+                    head,
+                    request_id: active.request_id.clone(),
+                })
+            }
+            Err(end) => {
+                let active = self.active.remove(index);
+                self.forget_passed();
+                Some(Update::Ended {
+                    end,
+                    owes_caught_up: active.announce && !active.caught_up,
+                    types: active.feed.filter().types.clone(),
+                    patterns: active.patterns,
+                    request_id: active.request_id,
+                })
+            }
+        }
+    }
+
+    /// False when another feed already sent this event.
+    fn first_delivery(&mut self, from: usize, event: &SharedEvent) -> bool {
+        // Asked of each feed's own filter (topics, types, token), which
+        // decides what that feed delivers, so no event two feeds deliver
+        // goes unremembered.
+        let shared = self
+            .active
+            .iter()
+            .enumerate()
+            .any(|(index, a)| index != from && a.feed.filter().admits(event.event()));
+        if !shared {
+            return true;
+        }
+        let fresh = self.sent.insert(event.id());
+        self.forget_passed();
+        fresh
+    }
+
+    /// Ids at or below every feed's cursor can never come again.
+    fn forget_passed(&mut self) {
+        self.forget_below(std::iter::empty());
+    }
+
+    /// Like `forget_passed`, counting feeds about to open at `cursors` too.
+    fn forget_below(&mut self, cursors: impl Iterator<Item = EventId>) {
+        let Some(floor) = self.active.iter().map(Active::cursor).chain(cursors).min() else {
+            self.sent.clear();
+            return;
+        };
+        self.sent = self.sent.split_off(&floor.next());
+    }
+}
