@@ -18,6 +18,17 @@
 //! sent". If the queue overflows while a long replay runs, nothing is lost:
 //! the feed subscribes again and replays further from the log. Only a
 //! consumer that falls behind once live is told it lagged.
+//!
+//! A duplicate is dropped by its id at three layers, each for a reason of
+//! its own, and the chain is what makes "exactly once" hold:
+//!
+//! 1. The shard offers an event to a subscriber once, however many of its
+//!    patterns match it (`offered_through` in `fanout::shard`).
+//! 2. The feed drops what its replay already sent: at the handover, every
+//!    queued event at or below its cursor (step 4 above).
+//! 3. A WebSocket connection whose subscriptions overlap sends an event
+//!    that two of its feeds deliver once (`sent` in
+//!    `sessions::ws::subscriptions`).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
