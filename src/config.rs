@@ -13,7 +13,6 @@ use clap::parser::ValueSource;
 use clap::{Arg, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::edge::client_address::TrustedProxy;
-use crate::store::Retention;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -110,7 +109,7 @@ pub struct Config {
     /// How long events are kept: an age (`7d`, `12h`), a count (`1000000`),
     /// both (`7d,1000000`), or `forever`.
     #[arg(long, env = "PUSHLOG_RETENTION", default_value = "7d", value_parser = parse_retention)]
-    pub retention: Retention,
+    pub retention: LogRetention,
 
     /// How long the entity index keeps the latest event of each entity, for
     /// `/events/changes`: an age (`90d`) or `forever`. An entry ages out only
@@ -447,6 +446,14 @@ impl Config {
 }
 
 /// `90s`, `15m`, `12h`, `7d`, `2w`.
+/// How long the log keeps events: an age, a count, both (an event goes once
+/// it is outside either), or neither (forever).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogRetention {
+    pub max_age: Option<Duration>,
+    pub max_events: Option<u64>,
+}
+
 /// How long entity index rows are kept; `None` is forever.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EntityRetention(pub Option<Duration>);
@@ -487,11 +494,11 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
 }
 
 /// `7d`, `1000000`, `7d,1000000`, or `forever`.
-pub fn parse_retention(raw: &str) -> Result<Retention, String> {
+pub fn parse_retention(raw: &str) -> Result<LogRetention, String> {
     if raw.trim() == "forever" {
-        return Ok(Retention::default());
+        return Ok(LogRetention::default());
     }
-    let mut retention = Retention::default();
+    let mut retention = LogRetention::default();
     for part in raw.split(',').map(str::trim) {
         if part.bytes().all(|b| b.is_ascii_digit()) && !part.is_empty() {
             let count: u64 = part
@@ -527,13 +534,12 @@ mod tests {
     fn retention_is_an_age_a_count_or_both() {
         assert_eq!(
             parse_retention("7d,1000"),
-            Ok(Retention {
+            Ok(LogRetention {
                 max_age: Some(Duration::from_secs(7 * 86_400)),
                 max_events: Some(1000),
-                entity_max_age: None,
             })
         );
-        assert_eq!(parse_retention("forever"), Ok(Retention::default()));
+        assert_eq!(parse_retention("forever"), Ok(LogRetention::default()));
         assert!(parse_retention("0").is_err());
         assert!(parse_retention("1d,2d").is_err());
     }

@@ -223,8 +223,9 @@ impl Application {
         let retention_task = tokio::spawn(retention::run(
             opened.log.clone(),
             Retention {
+                max_age: config.retention.max_age,
+                max_events: config.retention.max_events,
                 entity_max_age: config.entity_retention.0,
-                ..config.retention
             },
             config.prune_interval,
             shutdown.clone(),

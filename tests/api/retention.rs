@@ -83,7 +83,10 @@ async fn ids_keep_counting_after_retention_empties_the_log() {
 #[actix_web::test]
 async fn the_background_pruner_enforces_count_retention_on_its_own() {
     let app = spawn_app_with(|c| {
-        c.retention = KEEP_TEN;
+        c.retention = pushlog::config::LogRetention {
+            max_age: None,
+            max_events: Some(10),
+        };
         c.prune_interval = Duration::from_secs(1);
     })
     .await;
