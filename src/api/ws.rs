@@ -14,7 +14,7 @@ use crate::edge::client_address::client_address;
 use crate::error::ApiError;
 use crate::fanout::Shard;
 use crate::limits::Admission;
-use crate::sessions::ws::{self, Context, names_websocket};
+use crate::sessions::ws::{self, SessionServices, names_websocket};
 
 pub async fn ws(
     req: HttpRequest,
@@ -61,7 +61,7 @@ pub async fn ws(
         }
         Err(error) => return Err(not_a_websocket(error)),
     }
-    let context = Context {
+    let services = SessionServices {
         log: state.log.clone(),
         shard: Shard::clone(&shard),
         auth: state.auth.clone(),
@@ -71,7 +71,7 @@ pub async fn ws(
         shutdown: state.shutdown.clone(),
         admission,
     };
-    ws::open(context, principal, &req, body).map_err(|error| ApiError::BadRequest {
+    ws::open(services, principal, &req, body).map_err(|error| ApiError::BadRequest {
         code: "not_a_websocket",
         message: error.to_string(),
     })

@@ -42,7 +42,7 @@ use subscriptions::{Reopen, Subscriptions, Update};
 /// How long a connection without a token may take to send `auth`.
 const AUTH_DEADLINE: Duration = Duration::from_secs(5);
 /// Malformed or unknown messages tolerated before closing with 1008.
-const MAX_GARBAGE: u32 = 5;
+const MAX_MALFORMED: u32 = 5;
 
 /// Text frames a session may queue for the client beyond what its feeds
 /// hold back: its answers to the client's own messages. A client that asks
@@ -55,7 +55,7 @@ const CLOSE_FORBIDDEN: u16 = 4003;
 const CLOSE_LAGGED: u16 = 4008;
 
 /// Everything a session needs from the server.
-pub struct Context {
+pub struct SessionServices {
     pub log: EventLog,
     /// This worker's share of the hub.
     pub shard: Shard,
@@ -180,12 +180,12 @@ pub fn names_websocket(upgrade: &str) -> bool {
 /// if it carried a valid token. Fails only if `request` is no WebSocket
 /// handshake.
 pub fn open(
-    context: Context,
+    services: SessionServices,
     principal: Result<Option<Principal>, crate::auth::AuthError>,
     request: &HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let max_message_bytes = context.limits.ws_max_frame_bytes;
+    let max_message_bytes = services.limits.ws_max_frame_bytes;
     let guarded = FrameGuard::new(payload.into_inner(), max_message_bytes);
     let (response, session, messages) = actix_ws::handle(request, web_payload(request, guarded)?)?;
     let messages = messages
@@ -202,7 +202,7 @@ pub fn open(
     // here, and the response carries the body of `outbound` instead.
     drop(session);
     let (outbound, response) = Outbound::attach(response, OUTBOUND_FRAMES);
-    actix_web::rt::spawn(run(context, principal, outbound, messages));
+    actix_web::rt::spawn(run(services, principal, outbound, messages));
     Ok(response)
 }
 
@@ -220,7 +220,7 @@ fn web_payload(
 
 /// Runs a session to its end.
 async fn run(
-    context: Context,
+    services: SessionServices,
     principal: Result<Option<Principal>, crate::auth::AuthError>,
     outbound: Outbound,
     messages: AggregatedMessageStream,
@@ -228,19 +228,19 @@ async fn run(
     let connection_id = uuid::Uuid::new_v4().to_string();
     let span = tracing::info_span!("ws", connection_id = %connection_id);
     async move {
-        let _gauge = GaugeGuard::hold(context.metrics.clone(), |m| &m.ws_connections);
+        let _gauge = GaugeGuard::hold(services.metrics.clone(), |m| &m.ws_connections);
         let mut connection = Connection {
-            context,
+            services,
             outbound,
             connection_id,
             principal: None,
             token_deadline: None,
             subscriptions: Subscriptions::default(),
-            garbage: 0,
+            malformed: 0,
         };
         let Closing(reason, message) = connection.serve(principal, messages).await;
         tracing::debug!(?reason, %message, "websocket closed");
-        let metrics = &connection.context.metrics;
+        let metrics = &connection.services.metrics;
         metrics.ws_closed(reason.label());
         if reason.is_malformed_frame() {
             metrics.malformed(Malformed::WebSocketFrame);
@@ -254,14 +254,14 @@ async fn run(
 }
 
 struct Connection {
-    context: Context,
+    services: SessionServices,
     outbound: Outbound,
     connection_id: String,
     principal: Option<Principal>,
     /// When `principal`'s token expires, as a timer deadline.
     token_deadline: Option<Instant>,
     subscriptions: Subscriptions,
-    garbage: u32,
+    malformed: u32,
 }
 
 impl Connection {
@@ -279,7 +279,7 @@ impl Connection {
             Ok(None) => {}
             Err(error) => return closing(CloseReason::Unauthenticated, error.to_string()),
         }
-        let ping_every = self.context.streams.ws_ping;
+        let ping_every = self.services.streams.ws_ping;
         // The ping clock and the silence start at the same instant, so a
         // client that never answers is silent exactly 2 × `ping_every` at the
         // second tick (see `silent_for_two_intervals`).
@@ -288,13 +288,13 @@ impl Connection {
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_heard = opened;
         let mut rate = rate::RateLimiter::new(
-            self.context.limits.max_messages_per_sec,
+            self.services.limits.max_messages_per_sec,
             std::time::Instant::now(),
         );
         let auth_deadline = Instant::now() + AUTH_DEADLINE;
         // Made once and kept pinned: a new timer or shutdown waiter on every
         // turn of the loop would register and unregister once per event.
-        let mut shutdown = self.context.shutdown.signal();
+        let mut shutdown = self.services.shutdown.signal();
         let expiry = tokio::time::sleep_until(self.token_deadline.unwrap_or(auth_deadline));
         tokio::pin!(expiry);
         loop {
@@ -368,7 +368,7 @@ impl Connection {
                 return Ok(());
             }
             None => {
-                if !self.context.admission.promote() {
+                if !self.services.admission.promote() {
                     return Err(closing(
                         CloseReason::Full,
                         "the server holds as many connections as it is configured for; retry",
@@ -380,8 +380,8 @@ impl Connection {
         }
         let welcome = ServerMessage::Welcome {
             connection_id: &self.connection_id,
-            head: self.context.log.bounds().head,
-            heartbeat_ms: u64::try_from(self.context.streams.ws_ping.as_millis())
+            head: self.services.log.bounds().head,
+            heartbeat_ms: u64::try_from(self.services.streams.ws_ping.as_millis())
                 .unwrap_or(u64::MAX),
         };
         self.send(welcome.encode())
@@ -413,10 +413,10 @@ impl Connection {
     }
 
     /// A malformed or unknown message: answered, and counted.
-    fn garbage(&mut self, message: String) -> Result<(), Closing> {
-        self.garbage += 1;
-        self.context.metrics.malformed(Malformed::WebSocketMessage);
-        if self.garbage > MAX_GARBAGE {
+    fn refuse_malformed(&mut self, message: String) -> Result<(), Closing> {
+        self.malformed += 1;
+        self.services.metrics.malformed(Malformed::WebSocketMessage);
+        if self.malformed > MAX_MALFORMED {
             return Err(closing(CloseReason::Policy, "too many malformed messages"));
         }
         self.error("invalid_message", message, None)
@@ -435,13 +435,13 @@ impl Connection {
             Ok(AggregatedMessage::Pong(_)) => Ok(()),
             Ok(AggregatedMessage::Close(_)) => Err(closing(CloseReason::ClientClosed, "")),
             Ok(AggregatedMessage::Binary(_)) => {
-                self.garbage("only JSON text messages are understood".into())
+                self.refuse_malformed("only JSON text messages are understood".into())
             }
             Err(error) if inbound::is_overflow(&error) => Err(closing(
                 CloseReason::TooBig,
                 format!(
                     "messages are limited to {} bytes",
-                    self.context.limits.ws_max_frame_bytes
+                    self.services.limits.ws_max_frame_bytes
                 ),
             )),
             Err(error) if inbound::is_not_utf8(&error) => {
@@ -454,7 +454,9 @@ impl Connection {
     async fn on_text(&mut self, text: &str) -> Result<(), Closing> {
         let message = match serde_json::from_str::<ClientMessage>(text) {
             Ok(message) => message,
-            Err(error) => return self.garbage(format!("not a message this server knows: {error}")),
+            Err(error) => {
+                return self.refuse_malformed(format!("not a message this server knows: {error}"));
+            }
         };
         if self.principal.is_none() && !matches!(message, ClientMessage::Auth { .. }) {
             return Err(closing(
@@ -463,7 +465,7 @@ impl Connection {
             ));
         }
         match message {
-            ClientMessage::Auth { token, .. } => match self.context.auth.verify(&token) {
+            ClientMessage::Auth { token, .. } => match self.services.auth.verify(&token) {
                 Ok(principal) => self.authenticated(principal),
                 Err(error) => Err(closing(CloseReason::Unauthenticated, error.to_string())),
             },
@@ -522,7 +524,7 @@ impl Connection {
         }
         // Counted before anything is parsed: a message may be 64 KiB of
         // patterns, and more than a connection may hold is refused whole.
-        let max = self.context.limits.max_subscriptions;
+        let max = self.services.limits.max_subscriptions;
         if topics.len() > max {
             let message = format!("a connection may hold at most {max} topic patterns");
             self.error("too_many_subscriptions", message, request_id)?;
@@ -555,7 +557,7 @@ impl Connection {
             return Ok(Some(None));
         };
         // Counted before anything is parsed, like topic patterns.
-        let max = self.context.limits.max_subscriptions;
+        let max = self.services.limits.max_subscriptions;
         if types.len() > max {
             let message = format!("a connection may hold at most {max} type patterns");
             self.error("too_many_subscriptions", message, request_id)?;
@@ -600,7 +602,7 @@ impl Connection {
             .filter(|p| self.subscriptions.holds(p))
             .count();
         let total = self.subscriptions.pattern_count() - replaced + patterns.len();
-        let max = self.context.limits.max_subscriptions;
+        let max = self.services.limits.max_subscriptions;
         if total > max {
             let message = format!("a connection may hold at most {max} topic patterns");
             return self.error("too_many_subscriptions", message, request_id.as_ref());
@@ -672,9 +674,9 @@ impl Connection {
 
     async fn open(&self, filter: Arc<Filter>, start: Start) -> Result<Feed, ReadError> {
         Feed::open(
-            self.context.log.clone(),
-            self.context.shard.clone(),
-            self.context.metrics.clone(),
+            self.services.log.clone(),
+            self.services.shard.clone(),
+            self.services.metrics.clone(),
             filter,
             start,
         )
@@ -713,7 +715,7 @@ impl Connection {
         bounds: LogBounds,
         request_id: Option<&RequestId>,
     ) -> Result<(), Closing> {
-        self.context
+        self.services
             .metrics
             .reset(Transport::WebSocket, reason.as_str());
         self.send(
