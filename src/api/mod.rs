@@ -45,6 +45,11 @@ pub struct AppState {
     pub shutdown: Shutdown,
 }
 
+/// The stream routes' paths, named once: the edge recognises a stream
+/// request by them before actix sees it, and the routes below serve them.
+pub const STREAM_PATH: &str = "/events/stream";
+pub const WEBSOCKET_PATH: &str = "/ws";
+
 /// Every route the application serves, as (method, path). The OpenAPI test
 /// checks `openapi/openapi.yaml` against this list.
 pub const ROUTES: &[(&str, &str)] = &[
@@ -53,8 +58,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/events"),
     ("GET", "/events/missed"),
     ("GET", "/events/changes"),
-    ("GET", "/events/stream"),
-    ("GET", "/ws"),
+    ("GET", STREAM_PATH),
+    ("GET", WEBSOCKET_PATH),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -89,11 +94,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, allowed_origins: &[String]) {
             .route(web::get().to(changes::changes)),
     )
     .service(
-        resource("/events/stream", "GET")
+        resource(STREAM_PATH, "GET")
             .wrap(cors())
             .route(web::get().to(stream::stream)),
     )
-    .service(resource("/ws", "GET").route(web::get().to(ws::ws)))
+    .service(resource(WEBSOCKET_PATH, "GET").route(web::get().to(ws::ws)))
     .service(resource("/healthz", "GET").route(web::get().to(health::healthz)))
     .service(resource("/readyz", "GET").route(web::get().to(health::readyz)))
     .service(resource("/metrics", "GET").route(web::get().to(health::metrics)));

@@ -10,6 +10,8 @@ use actix_http::{Method, Uri};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use crate::api::{STREAM_PATH, WEBSOCKET_PATH};
+
 /// An unfinished head is read up to this, within the one request deadline,
 /// then left to actix. It is actix-http's own bound on an unfinished head
 /// (its `MAX_BUFFER_SIZE`), past which actix answers 431 at once: so a head
@@ -135,8 +137,8 @@ fn stream_head(request: &httparse::Request<'_, '_>) -> Option<StreamHead> {
         return None;
     }
     let route = match path {
-        "/events/stream" => StreamRoute::ServerSentEvents,
-        "/ws" if wants_websocket(&headers) => StreamRoute::WebSocket,
+        STREAM_PATH => StreamRoute::ServerSentEvents,
+        WEBSOCKET_PATH if wants_websocket(&headers) => StreamRoute::WebSocket,
         _ => return None,
     };
     let uri = Uri::try_from(target).ok()?;
