@@ -1,6 +1,6 @@
 //! `GET /events/changes?since=&topics=&types=&limit=`: which entities
 //! changed after a cursor, the latest readable event of each, from the
-//! entity index (see [`crate::changes`]). `since=0` is the initial state.
+//! entity index (see [`crate::store::changes`]). `since=0` is the initial state.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 

@@ -144,6 +144,10 @@ impl Tail {
     /// it not the latest for the filter's reader: one for the same audience,
     /// or one for another audience the reader may read.
     fn supersedes(&self, event: &Event, filter: &Filter) -> bool {
+        if self.latest.is_empty() {
+            // The usual case: the index has taken in everything up to the head.
+            return false;
+        }
         let Some((entity, audience)) = keys(event) else {
             return false;
         };

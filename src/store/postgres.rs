@@ -27,8 +27,8 @@ use sqlx::{AssertSqlSafe, Connection};
 use super::backend::{Decide, Locked, LogBackend, PruneScope, Pruned, numbered};
 use super::position::LogPosition;
 use super::rows::{
-    COLUMNS, EntityPage, EntityTables, event_from_row, newer_variants_query, range_query,
-    read_entity_page,
+    COLUMNS, ENTITY_INDEX_UPSERT, EntityPage, EntityTables, event_from_row, newer_variants_query,
+    range_query, read_entity_page,
 };
 use super::{StoreError, now_millis};
 use serde_json::value::RawValue;
@@ -431,7 +431,7 @@ impl PgWriter {
         if upto <= through {
             return Ok(0);
         }
-        sqlx::query(
+        sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO pushlog.entity_index AS current (topic, entity_kind, entity_id,
                  audience_key, id, type, entity_op, payload, audience, idem_key, created_at)
              SELECT DISTINCT ON (topic, entity_kind, entity_id, COALESCE(audience, ''))
@@ -439,12 +439,8 @@ impl PgWriter {
                  payload, audience, idem_key, created_at
              FROM pushlog.events WHERE id > $1 AND id <= $2 AND entity_kind IS NOT NULL
              ORDER BY topic, entity_kind, entity_id, COALESCE(audience, ''), id DESC
-             ON CONFLICT (topic, entity_kind, entity_id, audience_key) DO UPDATE SET
-                 id = excluded.id, type = excluded.type, entity_op = excluded.entity_op,
-                 payload = excluded.payload, audience = excluded.audience,
-                 idem_key = excluded.idem_key, created_at = excluded.created_at
-             WHERE excluded.id > current.id",
-        )
+             {ENTITY_INDEX_UPSERT}"
+        )))
         .bind(through)
         .bind(upto)
         .execute(&mut *tx)

@@ -56,6 +56,16 @@ pub struct IndexedEvent {
     pub superseded: bool,
 }
 
+/// The entity index's upsert, for an `INSERT INTO <index> AS current …`
+/// of rows in its columns: a row replaces the one for its entity and
+/// audience only if it is newer. Both backends take the log's events in with
+/// it, so they keep the same columns the same way.
+pub(super) const ENTITY_INDEX_UPSERT: &str = "ON CONFLICT (topic, entity_kind, entity_id, audience_key) DO UPDATE SET \
+     id = excluded.id, type = excluded.type, entity_op = excluded.entity_op, \
+     payload = excluded.payload, audience = excluded.audience, \
+     idem_key = excluded.idem_key, created_at = excluded.created_at \
+     WHERE excluded.id > current.id";
+
 /// `SELECT` the rows of the entity index `index` with `after < id <= until`
 /// on `topics`, in id order, at most `limit`, each with `superseded`:
 /// whether the same entity has a newer row for another audience, which is

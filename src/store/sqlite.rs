@@ -13,14 +13,14 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use sqlx::{Connection, QueryBuilder, Sqlite};
+use sqlx::{AssertSqlSafe, Connection, QueryBuilder, Sqlite};
 
 use super::StoreError;
 use super::backend::{Decide, Locked, LogBackend, PruneScope, Pruned};
 use super::position::LogPosition;
 use super::rows::{
-    COLUMNS, EntityPage, EntityTables, event_from_row, newer_variants_query, range_query,
-    read_entity_page,
+    COLUMNS, ENTITY_INDEX_UPSERT, EntityPage, EntityTables, event_from_row, newer_variants_query,
+    range_query, read_entity_page,
 };
 use crate::domain::event::{Entity, Event, EventId, Topic, TopicPattern};
 
@@ -234,22 +234,17 @@ impl SqliteWriter {
         if upto <= through {
             return Ok(0);
         }
-        sqlx::query(
-            "INSERT INTO entity_index (topic, entity_kind, entity_id, audience_key, id, type, \
-                 entity_op, payload, audience, idem_key, created_at) \
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO entity_index AS current (topic, entity_kind, entity_id, audience_key, \
+                 id, type, entity_op, payload, audience, idem_key, created_at) \
              SELECT topic, entity_kind, entity_id, audience_key, id, type, entity_op, payload, \
                  audience, idem_key, created_at FROM ( \
                  SELECT topic, entity_kind, entity_id, COALESCE(audience, '') AS audience_key, \
                      max(id) AS id, type, entity_op, payload, audience, idem_key, created_at \
                  FROM events WHERE id > ?1 AND id <= ?2 AND entity_kind IS NOT NULL \
                  GROUP BY topic, entity_kind, entity_id, audience_key) \
-             WHERE true \
-             ON CONFLICT (topic, entity_kind, entity_id, audience_key) DO UPDATE SET \
-                 id = excluded.id, type = excluded.type, entity_op = excluded.entity_op, \
-                 payload = excluded.payload, audience = excluded.audience, \
-                 idem_key = excluded.idem_key, created_at = excluded.created_at \
-             WHERE excluded.id > entity_index.id",
-        )
+             WHERE true {ENTITY_INDEX_UPSERT}"
+        )))
         .bind(through)
         .bind(upto)
         .execute(&mut *tx)
