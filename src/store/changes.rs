@@ -51,7 +51,7 @@ pub async fn read_changes(
 ) -> Result<ChangesPage, ReadError> {
     let mut events = Vec::new();
     let mut scanned_to = after;
-    let mut has_more = false;
+    let has_more;
     'pages: loop {
         let page = log
             .read_entity_page(scanned_to, until, &filter.patterns, limit)
@@ -84,7 +84,8 @@ pub async fn read_changes(
                 }
             }
         }
-        scanned_to = until;
+        scanned_to = page.read_through;
+        has_more = page.read_through < until;
         break;
     }
     // Checked after reading, never before: the marks rise in the

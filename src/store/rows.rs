@@ -43,8 +43,14 @@ pub struct EntityPage {
     pub indexed: Vec<IndexedEvent>,
     /// Every event up to this id is in the index.
     pub indexed_through: EventId,
-    /// Every entity event after the mark (and the cursor), in id order.
+    /// The entity events after the mark (and the cursor), in id order, up
+    /// to `read_through`.
     pub tail: Vec<Event>,
+    /// The page's view ends here: the end asked for, or less when the tail
+    /// was longer than [`MAX_TAIL`] (the index is behind the log: it takes
+    /// events in every few seconds, so only a stalled writer lets it fall
+    /// that far) and the page stops at the last event read.
+    pub read_through: EventId,
 }
 
 /// The latest event of one entity for one audience, as the entity index
@@ -98,6 +104,10 @@ where
     query
 }
 
+/// Log rows one read of the entity index takes past its mark, at most: a
+/// request's memory stays bounded however far the index has fallen behind.
+pub const MAX_TAIL: u32 = 50_000;
+
 /// The tables and the mark a read of the entity index involves.
 pub(super) struct EntityTables {
     pub events: &'static str,
@@ -149,11 +159,17 @@ where
         }
     }
     let mut tail = Vec::new();
+    let mut read_through = until;
     let tail_after = after.max(indexed_through);
     if tail_after < until {
-        let mut query = range_query::<DB>(tables.events, tail_after, until, topics, u32::MAX);
-        for row in query.build().fetch_all(&mut *conn).await? {
+        let mut query = range_query::<DB>(tables.events, tail_after, until, topics, MAX_TAIL);
+        let rows = query.build().fetch_all(&mut *conn).await?;
+        let cut_short = rows.len() == MAX_TAIL as usize;
+        for row in rows {
             let event = event_from_row(&row)?;
+            if cut_short {
+                read_through = event.id;
+            }
             if event.entity.is_some() {
                 tail.push(event);
             }
@@ -163,6 +179,7 @@ where
         indexed,
         indexed_through,
         tail,
+        read_through,
     })
 }
 

@@ -260,6 +260,16 @@ async fn audience_and_the_token_topics_claim_apply_as_on_missed(app: TestApp) {
     assert_eq!(forbidden.error_code(), "forbidden_topic");
 }
 
+/// `count` distinct comma-separated names starting with `stem`.
+fn many(stem: &str, count: usize) -> String {
+    (0..count)
+        .map(|i| format!("{stem}{i}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Every way in is bounded before any work: no token, a page over the
+/// limit, more patterns than a request may name.
 #[actix_web::test]
 async fn bad_parameters_are_refused_and_a_cursor_ahead_is_unknown() {
     let app = spawn_app().await;
@@ -271,6 +281,16 @@ async fn bad_parameters_are_refused_and_a_cursor_ahead_is_unknown() {
         ("since=0&limit=0", 400, "invalid_limit"),
         ("since=0&limit=10001", 400, "invalid_limit"),
         ("since=0&topics=bad%20topic", 400, "invalid_topic"),
+        (
+            &format!("since=0&topics={}", many("t", 101)),
+            400,
+            "too_many_topics",
+        ),
+        (
+            &format!("since=0&types={}", many("x", 101)),
+            400,
+            "invalid_type_filter",
+        ),
         ("since=2", 410, "cursor_unknown"),
     ] {
         let reply = app
