@@ -2,6 +2,7 @@
 //! take them down in the right order.
 
 use std::net::TcpListener;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use actix_http::HttpService;
 use actix_http::body::BoxBody;
 use actix_http::error::DispatchError;
 use actix_server::{GracefulShutdownSignal, Server};
-use actix_service::{ServiceFactory, fn_factory, fn_service, map_config};
+use actix_service::{IntoServiceFactory, Service, ServiceFactory, fn_factory, fn_service};
 use actix_web::dev::{AppConfig, ServiceRequest, ServiceResponse};
 use actix_web::{App, web};
 use tokio::net::TcpStream;
@@ -108,11 +109,11 @@ fn app(
         .wrap(actix_web::middleware::from_fn(request_id::within_span))
 }
 
-/// What serves each accepted connection, one per worker: the connection
-/// front, with the application twice behind it, once for the stream
-/// requests the front serves itself and once inside actix's HTTP/1
-/// dispatcher for everything else (see `front`). Both share the worker's
-/// shard of the hub, made here because this runs on the worker's thread.
+/// What serves each accepted connection, one per worker: the edge, with
+/// the worker's application behind it twice over, once for the stream
+/// requests the edge carries itself and once inside actix's HTTP/1
+/// dispatcher for everything else (see `edge`). The application is built
+/// here, on the worker's thread, with the worker's shard of the hub.
 fn connections(
     state: web::Data<AppState>,
     stopping: GracefulShutdownSignal,
@@ -121,40 +122,41 @@ fn connections(
 ) -> impl ServiceFactory<TcpStream, Config = (), Response = (), Error = (), InitError = ()> {
     fn_factory(move || {
         let (shard, feed_shard) = Shard::open(&state.hub);
+        let application = app(state.clone(), shard)
+            .into_factory()
+            .new_service(AppConfig::default());
         let stopping = stopping.clone();
-        let dispatcher = HttpService::<Rewind<TcpStream>, _, _>::build()
-            .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
-            // actix-web's default: a closing connection waits this long for
-            // the client to take the answer, so unread request bytes do not
-            // reset it.
-            .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
-            .local_addr(local_addr)
-            // Kept-alive idle connections close when the server stops
-            // instead of holding the stop up until their keep-alive runs
-            // out, as under actix-web's own server. (The drain starts
-            // earlier: until the stop, a request is answered, if only with
-            // `503 shutting_down`.)
-            .graceful_shutdown_signal(move || {
-                let stopping = stopping.clone();
-                async move { stopping.notified().await }
-            })
-            .h1(map_config(app(state.clone(), shard.clone()), |()| {
-                AppConfig::default()
-            }))
-            .new_service(());
-        let streams =
-            map_config(app(state.clone(), shard), |()| AppConfig::default()).new_service(());
         let metrics = state.metrics.clone();
         async move {
             actix_web::rt::spawn(feed_shard);
-            let dispatcher = std::rc::Rc::new(dispatcher.await?);
-            let streams = std::rc::Rc::new(streams.await?);
+            let application = Rc::new(application.await?);
+            let dispatcher = Rc::new(
+                HttpService::<Rewind<TcpStream>, _, _>::build()
+                    .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+                    // actix-web's default: a closing connection waits this
+                    // long for the client to take the answer, so unread
+                    // request bytes do not reset it.
+                    .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
+                    .local_addr(local_addr)
+                    // Kept-alive idle connections close when the server
+                    // stops instead of holding the stop up until their
+                    // keep-alive runs out, as under actix-web's own server.
+                    // (The drain starts earlier: until the stop, a request
+                    // is answered, if only with `503 shutting_down`.)
+                    .graceful_shutdown_signal(move || {
+                        let stopping = stopping.clone();
+                        async move { stopping.notified().await }
+                    })
+                    .h1(shared(application.clone()))
+                    .new_service(())
+                    .await?,
+            );
             Ok::<_, ()>(fn_service(move |io: TcpStream| {
                 let dispatcher = dispatcher.clone();
-                let streams = streams.clone();
+                let application = application.clone();
                 let metrics = metrics.clone();
                 async move {
-                    let served = edge::serve_connection(io, &*dispatcher, &*streams, timeouts);
+                    let served = edge::serve_connection(io, &*dispatcher, &*application, timeouts);
                     // actix answers a head it cannot parse (400, 431) and
                     // ends the connection with this error.
                     if let Err(DispatchError::Parse(_)) = served.await {
@@ -165,6 +167,17 @@ fn connections(
             }))
         }
     })
+}
+
+/// A factory that hands out `service` itself, so actix's dispatcher runs the
+/// application the edge already holds instead of building its own.
+fn shared<S, Req>(
+    service: Rc<S>,
+) -> impl ServiceFactory<Req, Config = (), Response = S::Response, Error = S::Error, InitError = ()>
+where
+    S: Service<Req> + 'static,
+{
+    fn_factory(move || std::future::ready(Ok::<_, ()>(service.clone())))
 }
 
 /// A running pushlog, before it is awaited.
