@@ -14,7 +14,7 @@ use pushlog::domain::event::{
 };
 use pushlog::domain::read_scope::ReadScope;
 use pushlog::domain::type_filter::TypeFilter;
-use pushlog::domain::wire::{SharedEvent, View};
+use pushlog::domain::wire::{SharedEvent, Viewer};
 use pushlog::fanout::{Filter, Hub, Received, Shard};
 use pushlog::metrics::Metrics;
 use pushlog::store::EventLog;
@@ -51,22 +51,22 @@ fn serialisation(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("sse_frame", size), &size, |b, &size| {
             b.iter_batched(
                 || SharedEvent::new(event(1, "faults", size)),
-                |shared| black_box(shared.sse_frame(View::Reader)),
+                |shared| black_box(shared.sse_frame(Viewer::Reader)),
                 BatchSize::SmallInput,
             )
         });
         group.bench_with_input(BenchmarkId::new("ws_frame", size), &size, |b, &size| {
             b.iter_batched(
                 || SharedEvent::new(event(1, "faults", size)),
-                |shared| black_box(shared.ws_frame(View::Reader)),
+                |shared| black_box(shared.ws_frame(Viewer::Reader)),
                 BatchSize::SmallInput,
             )
         });
     }
     group.bench_function("cached_frame_per_recipient", |b| {
         let shared = SharedEvent::new(event(1, "faults", 64));
-        shared.sse_frame(View::Reader);
-        b.iter(|| black_box(shared.sse_frame(View::Reader)))
+        shared.sse_frame(Viewer::Reader);
+        b.iter(|| black_box(shared.sse_frame(Viewer::Reader)))
     });
     group.bench_function("validate_draft", |b| {
         let body = r#"{"topic":"device:dev-0001","type":"entity:updated","entity":{"kind":"device","id":"1","op":"updated"},"payload":{"temp": 21.5, "ok": true}}"#;

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::event::TopicPattern;
 use crate::domain::read_scope::ReadScope;
-use crate::domain::wire::View;
+use crate::domain::wire::Viewer;
 
 /// The role that may publish.
 pub const PUBLISHER_ROLE: &str = "publisher";
@@ -83,11 +83,11 @@ impl Principal {
         self.scope.roles.iter().any(|r| r == PUBLISHER_ROLE)
     }
 
-    pub fn view(&self) -> View {
+    pub fn viewer(&self) -> Viewer {
         if self.is_publisher() {
-            View::Publisher
+            Viewer::Publisher
         } else {
-            View::Reader
+            Viewer::Reader
         }
     }
 }

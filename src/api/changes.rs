@@ -18,7 +18,7 @@ pub async fn changes(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let PageRequest {
-        view,
+        viewer,
         since,
         limit,
         filter,
@@ -42,5 +42,5 @@ pub async fn changes(
     } else {
         ",\"log_complete\":false"
     });
-    Ok(page_response(&page.events, view, &fields))
+    Ok(page_response(&page.events, viewer, &fields))
 }

@@ -14,7 +14,7 @@ pub async fn missed(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let PageRequest {
-        view,
+        viewer,
         since,
         limit,
         filter,
@@ -36,7 +36,7 @@ pub async fn missed(
 
     Ok(page_response(
         &page.events,
-        view,
+        viewer,
         &page_fields(page.covered_through, page.has_more, head),
     ))
 }

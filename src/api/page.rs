@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::{AppState, authenticate, reader_filter};
 use crate::domain::cursor::Since;
-use crate::domain::wire::{SharedEvent, View};
+use crate::domain::wire::{SharedEvent, Viewer};
 use crate::error::ApiError;
 use crate::fanout::Filter;
 use crate::limits::{DEFAULT_PAGE, MAX_PAGE, MAX_TOPIC_PATTERNS};
@@ -27,7 +27,7 @@ pub struct PageQuery {
 /// A page request read and checked: who asks, from where, how much, and
 /// what they may and want to read.
 pub(super) struct PageRequest {
-    pub view: View,
+    pub viewer: Viewer,
     pub since: Since,
     pub limit: u32,
     pub filter: Filter,
@@ -42,7 +42,7 @@ impl PageRequest {
         query: &PageQuery,
     ) -> Result<PageRequest, ApiError> {
         let principal = authenticate(req, state)?;
-        let view = principal.view();
+        let viewer = principal.viewer();
         let since = parse_since(query.since.as_deref())?;
         let limit = parse_limit(query.limit.as_deref())?;
         let filter = reader_filter(
@@ -52,7 +52,7 @@ impl PageRequest {
             MAX_TOPIC_PATTERNS,
         )?;
         Ok(PageRequest {
-            view,
+            viewer,
             since,
             limit,
             filter,
@@ -93,15 +93,19 @@ fn parse_limit(raw: Option<&str>) -> Result<u32, ApiError> {
 /// page's other members, already written as JSON (`"next_since":5,…`).
 ///
 /// Assembled by hand from each event's encoding, shared by every reader
-/// of the same view, which a 10,000-event page makes worth it.
-pub(super) fn page_response(events: &[Arc<SharedEvent>], view: View, fields: &str) -> HttpResponse {
+/// of the same viewer, which a 10,000-event page makes worth it.
+pub(super) fn page_response(
+    events: &[Arc<SharedEvent>],
+    viewer: Viewer,
+    fields: &str,
+) -> HttpResponse {
     let mut body = Vec::with_capacity(64 + fields.len() + events.len() * 256);
     body.extend_from_slice(b"{\"events\":[");
     for (i, event) in events.iter().enumerate() {
         if i > 0 {
             body.push(b',');
         }
-        body.extend_from_slice(event.json(view));
+        body.extend_from_slice(event.json(viewer));
     }
     let _ = write!(body, "],{fields}}}");
     HttpResponse::Ok()

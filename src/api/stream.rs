@@ -33,7 +33,7 @@ pub async fn stream(
     shard: web::Data<Shard>,
 ) -> Result<HttpResponse, ApiError> {
     let principal = authenticate(&req, &state)?;
-    let view = principal.view();
+    let viewer = principal.viewer();
     let token_lifetime = principal.time_left();
     let filter = reader_filter(
         principal.scope,
@@ -61,7 +61,7 @@ pub async fn stream(
     Ok(sse::respond(
         opened,
         sse::Session {
-            view,
+            viewer,
             heartbeat: state.streams.heartbeat,
             token_lifetime,
             retry_ms: state.streams.sse_retry_ms,

@@ -14,7 +14,7 @@ use crate::domain::event::{Event, EventId, Topic};
 
 /// Who sees the event's `audience`: the contract shows it to publishers only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum View {
+pub enum Viewer {
     Reader = 0,
     Publisher = 1,
 }
@@ -33,13 +33,13 @@ enum Form {
 #[derive(Debug)]
 pub struct SharedEvent {
     event: Event,
-    /// One cell per (view, form), filled on first use.
+    /// One cell per (viewer, form), filled on first use.
     encoded: [[OnceLock<Bytes>; 3]; 2],
 }
 
 /// The event as a reader sees it: the stored event minus its audience.
 #[derive(Serialize)]
-struct ReaderView<'a> {
+struct WithoutAudience<'a> {
     id: EventId,
     topic: &'a Topic,
     #[serde(rename = "type")]
@@ -67,38 +67,38 @@ impl SharedEvent {
         self.event.id
     }
 
-    /// The event as one line of JSON, as `view` may see it.
-    pub fn json(&self, view: View) -> &Bytes {
-        self.encoded(view, Form::Json)
+    /// The event as one line of JSON, as `viewer` may see it.
+    pub fn json(&self, viewer: Viewer) -> &Bytes {
+        self.encoded(viewer, Form::Json)
     }
 
     /// `id: N\ndata: {json}\n\n`, ready to write to an SSE response.
-    pub fn sse_frame(&self, view: View) -> Bytes {
-        self.encoded(view, Form::Sse).clone()
+    pub fn sse_frame(&self, viewer: Viewer) -> Bytes {
+        self.encoded(viewer, Form::Sse).clone()
     }
 
     /// `{"type":"event","event":{json}}` as a whole WebSocket text frame,
     /// header included, ready to write: a server's frames are not masked,
     /// so every recipient gets the same bytes.
-    pub fn ws_frame(&self, view: View) -> Bytes {
-        self.encoded(view, Form::Ws).clone()
+    pub fn ws_frame(&self, viewer: Viewer) -> Bytes {
+        self.encoded(viewer, Form::Ws).clone()
     }
 
     /// Without an audience both views are the same bytes.
-    fn effective(&self, view: View) -> View {
+    fn effective(&self, viewer: Viewer) -> Viewer {
         if self.event.audience.is_none() {
-            View::Reader
+            Viewer::Reader
         } else {
-            view
+            viewer
         }
     }
 
-    fn encoded(&self, view: View, form: Form) -> &Bytes {
-        let view = self.effective(view);
-        self.encoded[view as usize][form as usize].get_or_init(|| match form {
-            Form::Json => self.encode_json(view),
+    fn encoded(&self, viewer: Viewer, form: Form) -> &Bytes {
+        let viewer = self.effective(viewer);
+        self.encoded[viewer as usize][form as usize].get_or_init(|| match form {
+            Form::Json => self.encode_json(viewer),
             Form::Sse => {
-                let json = self.json(view);
+                let json = self.json(viewer);
                 let mut frame = BytesMut::with_capacity(json.len() + 32);
                 frame.put_slice(b"id: ");
                 frame.put_slice(self.event.id.to_string().as_bytes());
@@ -109,7 +109,7 @@ impl SharedEvent {
             }
             Form::Ws => {
                 const OPEN: &[u8] = br#"{"type":"event","event":"#;
-                let json = self.json(view);
+                let json = self.json(viewer);
                 let text_len = OPEN.len() + json.len() + 1;
                 let mut frame = BytesMut::with_capacity(text_len + 10);
                 put_text_frame_header(&mut frame, text_len);
@@ -121,11 +121,11 @@ impl SharedEvent {
         })
     }
 
-    fn encode_json(&self, view: View) -> Bytes {
-        match view {
-            View::Reader => {
+    fn encode_json(&self, viewer: Viewer) -> Bytes {
+        match viewer {
+            Viewer::Reader => {
                 let e = &self.event;
-                encode(&ReaderView {
+                encode(&WithoutAudience {
                     id: e.id,
                     topic: &e.topic,
                     kind: &e.kind,
@@ -134,7 +134,7 @@ impl SharedEvent {
                     timestamp: crate::domain::event::format_timestamp(&e.timestamp),
                 })
             }
-            View::Publisher => encode(&self.event),
+            Viewer::Publisher => encode(&self.event),
         }
     }
 }
@@ -194,8 +194,8 @@ mod tests {
             users: vec!["bob".into()],
             roles: vec![],
         }));
-        let reader = String::from_utf8(event.json(View::Reader).to_vec()).unwrap();
-        let publisher = String::from_utf8(event.json(View::Publisher).to_vec()).unwrap();
+        let reader = String::from_utf8(event.json(Viewer::Reader).to_vec()).unwrap();
+        let publisher = String::from_utf8(event.json(Viewer::Publisher).to_vec()).unwrap();
         assert_eq!(
             reader,
             r#"{"id":7,"topic":"t","type":"k","timestamp":"1970-01-01T00:00:00.000Z"}"#
@@ -207,13 +207,13 @@ mod tests {
     #[test]
     fn frames_wrap_the_same_json() {
         let event = shared(None);
-        let json = String::from_utf8(event.json(View::Reader).to_vec()).unwrap();
+        let json = String::from_utf8(event.json(Viewer::Reader).to_vec()).unwrap();
         assert_eq!(
-            event.sse_frame(View::Reader),
+            event.sse_frame(Viewer::Reader),
             format!("id: 7\ndata: {json}\n\n")
         );
         let text = format!(r#"{{"type":"event","event":{json}}}"#);
-        assert_eq!(event.ws_frame(View::Publisher), ws_text_frame(&text));
+        assert_eq!(event.ws_frame(Viewer::Publisher), ws_text_frame(&text));
     }
 
     /// What a client's decoder makes of `frame`: one whole text frame.
@@ -242,9 +242,9 @@ mod tests {
     #[test]
     fn an_event_frame_decodes_to_its_message() {
         let event = shared(None);
-        let json = String::from_utf8(event.json(View::Reader).to_vec()).unwrap();
+        let json = String::from_utf8(event.json(Viewer::Reader).to_vec()).unwrap();
         assert_eq!(
-            decoded_text(&event.ws_frame(View::Reader)),
+            decoded_text(&event.ws_frame(Viewer::Reader)),
             format!(r#"{{"type":"event","event":{json}}}"#)
         );
     }

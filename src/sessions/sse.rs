@@ -21,7 +21,7 @@ use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 
 use crate::domain::event::EventId;
 use crate::domain::resume::{LogBounds, ResetReason, Unresumable};
-use crate::domain::wire::View;
+use crate::domain::wire::Viewer;
 use crate::limits::ConnectionPermit;
 use crate::metrics::{GaugeGuard, Metrics, Transport};
 use crate::sessions::replay::{Feed, FeedEnd, FeedItem};
@@ -29,7 +29,7 @@ use crate::shutdown::{Shutdown, ShutdownSignal};
 
 /// What a stream needs besides its feed.
 pub struct Session {
-    pub view: View,
+    pub viewer: Viewer,
     pub heartbeat: Duration,
     /// How long the token stays valid.
     pub token_lifetime: Duration,
@@ -134,8 +134,8 @@ async fn step(state: State) -> Option<(Result<Bytes, std::convert::Infallible>, 
                 item = feed.next() => match item {
                     Ok(FeedItem::Event(event)) => {
                         heartbeat.sent();
-                        let first = event.sse_frame(session.view);
-                        let (chunk, end) = coalesce(first, &mut feed, session.view);
+                        let first = event.sse_frame(session.viewer);
+                        let (chunk, end) = coalesce(first, &mut feed, session.viewer);
                         let next = match end.map(|end| end_frame(&session.metrics, end)) {
                             None => State::Streaming { feed, session, heartbeat, expiry, shutdown },
                             Some(Some(reset)) => State::Closing(reset),
@@ -218,7 +218,7 @@ const MAX_CHUNK_BYTES: usize = 64 * 1024;
 fn coalesce(
     first: Bytes,
     feed: &mut Feed,
-    view: crate::domain::wire::View,
+    viewer: crate::domain::wire::Viewer,
 ) -> (Bytes, Option<FeedEnd>) {
     let mut chunk: Option<bytes::BytesMut> = None;
     for _ in 0..MAX_COALESCED_FRAMES {
@@ -228,7 +228,7 @@ fn coalesce(
         match feed.next().now_or_never() {
             Some(Ok(FeedItem::Event(event))) => {
                 let chunk = chunk.get_or_insert_with(|| bytes::BytesMut::from(&first[..]));
-                chunk.extend_from_slice(&event.sse_frame(view));
+                chunk.extend_from_slice(&event.sse_frame(viewer));
             }
             Some(Ok(FeedItem::CaughtUp { .. })) => {}
             Some(Err(end)) => return (chunk.map_or(first.clone(), |c| c.freeze()), Some(end)),

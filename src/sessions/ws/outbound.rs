@@ -11,9 +11,10 @@
 //! close goes out right after the bytes already written, even when the
 //! control lane is full (a client flooding pings is closed with 1008).
 //!
-//! The response body is the writer. The HTTP dispatcher polls it whenever
-//! the socket can take bytes. Text frames arrive encoded: an event's frame is
-//! encoded once per event and shared by every connection (`wire`), and a
+//! The response body is the writer. Whatever carries the connection (the
+//! edge, or actix's dispatcher) polls it whenever the socket can take
+//! bytes. Text frames arrive encoded: an event's frame is encoded once per
+//! event and shared by every connection (`wire`), and a
 //! lone frame goes out as those shared bytes, uncopied; frames that are
 //! ready together are copied into one chunk. One delivered event so costs
 //! one wake-up of the connection and one write, and a burst of frames goes

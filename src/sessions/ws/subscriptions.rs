@@ -24,21 +24,21 @@ use crate::domain::type_filter::TypeFilter;
 use crate::domain::wire::SharedEvent;
 use crate::sessions::replay::{Feed, FeedEnd, FeedItem};
 
-struct Active {
+/// One open feed and what the client asked of it.
+struct SubscribedFeed {
     feed: Feed,
     patterns: Vec<TopicPattern>,
     request_id: Option<RequestId>,
-    /// Whether this feed's `caught_up` goes to the client: not for a feed
-    /// reopened after a partial unsubscribe, which the client did not ask for.
-    announce: bool,
-    /// Whether this feed's replay has ended.
-    caught_up: bool,
+    /// Whether the client waits for this feed's `caught_up`: from its
+    /// `subscribe` until it is sent. A feed reopened for the rest of a
+    /// subscribe's patterns inherits the debt, or none once it was paid.
+    owes_caught_up: bool,
     /// An item taken from the feed and not yet handed out, and the feed's
     /// cursor before it: see `Subscriptions::poll_next`.
     ready: Option<(Result<FeedItem, FeedEnd>, EventId)>,
 }
 
-impl Active {
+impl SubscribedFeed {
     /// The newest id handed out or passed over: an item held in `ready`
     /// has not been handed out yet.
     fn cursor(&self) -> EventId {
@@ -50,7 +50,7 @@ impl Active {
 }
 
 /// What the session must act on.
-pub enum Update {
+pub enum FeedUpdate {
     Event(Arc<SharedEvent>),
     CaughtUp {
         head: EventId,
@@ -68,7 +68,7 @@ pub enum Update {
 }
 
 /// A feed to reopen from `cursor` for `patterns`, with the types it had.
-pub struct Reopen {
+pub struct FeedToReopen {
     pub patterns: Vec<TopicPattern>,
     pub types: TypeFilter,
     pub cursor: EventId,
@@ -80,11 +80,11 @@ pub struct Reopen {
 
 /// A connection holds a handful of feeds at most (its pattern limit bounds
 /// them), so they sit in a `Vec` and each wake-up polls every one: no
-/// stream combinator, whose bookkeeping cost more per delivered event than
+/// stream combinator, whose bookkeeping costs more per delivered event than
 /// the delivery itself.
 #[derive(Default)]
 pub struct Subscriptions {
-    active: Vec<Active>,
+    feeds: Vec<SubscribedFeed>,
     /// Ids sent that another feed may still deliver.
     sent: BTreeSet<EventId>,
 }
@@ -92,54 +92,53 @@ pub struct Subscriptions {
 impl Subscriptions {
     /// How many topic patterns the connection holds.
     pub fn pattern_count(&self) -> usize {
-        self.active.iter().map(|a| a.patterns.len()).sum()
+        self.feeds.iter().map(|a| a.patterns.len()).sum()
     }
 
     /// How many type patterns the connection would hold once `patterns`
     /// are dropped from every feed: a feed left with other patterns keeps
     /// its types.
     pub fn type_count_without(&self, patterns: &[TopicPattern]) -> usize {
-        self.active
+        self.feeds
             .iter()
             .filter(|a| a.patterns.iter().any(|p| !patterns.contains(p)))
             .map(|a| a.feed.filter().types.patterns().len())
             .sum()
     }
 
-    pub fn add(&mut self, feed: Feed, request_id: Option<RequestId>, announce: bool) {
+    pub fn add(&mut self, feed: Feed, request_id: Option<RequestId>, owes_caught_up: bool) {
         let patterns = feed.filter().patterns.clone();
-        self.active.push(Active {
+        self.feeds.push(SubscribedFeed {
             feed,
             patterns,
             request_id,
-            announce,
-            caught_up: false,
+            owes_caught_up,
             ready: None,
         });
     }
 
     /// Drops `patterns` from every feed. Feeds left with other patterns are
     /// returned, to be reopened for those from their cursor.
-    pub fn remove(&mut self, patterns: &[TopicPattern]) -> Vec<Reopen> {
-        let (touched, kept) = std::mem::take(&mut self.active)
+    pub fn remove(&mut self, patterns: &[TopicPattern]) -> Vec<FeedToReopen> {
+        let (touched, kept) = std::mem::take(&mut self.feeds)
             .into_iter()
             .partition(|a| a.patterns.iter().any(|p| patterns.contains(p)));
-        self.active = kept;
+        self.feeds = kept;
         let mut reopen = Vec::new();
-        for active in touched {
-            let cursor = active.cursor();
-            let remaining: Vec<TopicPattern> = active
+        for subscribed in touched {
+            let cursor = subscribed.cursor();
+            let remaining: Vec<TopicPattern> = subscribed
                 .patterns
                 .into_iter()
                 .filter(|p| !patterns.contains(p))
                 .collect();
             if !remaining.is_empty() {
-                reopen.push(Reopen {
+                reopen.push(FeedToReopen {
                     patterns: remaining,
-                    types: active.feed.filter().types.clone(),
+                    types: subscribed.feed.filter().types.clone(),
                     cursor,
-                    request_id: active.request_id,
-                    owes_caught_up: active.announce && !active.caught_up,
+                    request_id: subscribed.request_id,
+                    owes_caught_up: subscribed.owes_caught_up,
                 });
             }
         }
@@ -149,14 +148,14 @@ impl Subscriptions {
         reopen
     }
 
-    /// Whether any active feed has exactly this pattern.
+    /// Whether any subscribed feed has exactly this pattern.
     pub fn holds(&self, pattern: &TopicPattern) -> bool {
-        self.active.iter().any(|a| a.patterns.contains(pattern))
+        self.feeds.iter().any(|a| a.patterns.contains(pattern))
     }
 
     /// The next thing to send or handle. Pending forever when there are no
     /// feeds, so it can sit in a `select!` unguarded.
-    pub async fn next(&mut self) -> Update {
+    pub async fn next(&mut self) -> FeedUpdate {
         std::future::poll_fn(|cx| self.poll_next(cx)).await
     }
 
@@ -165,24 +164,24 @@ impl Subscriptions {
     /// lowest event among them goes first (an event committed in the same
     /// batch for another feed is in that feed's queue already). Endings and
     /// `caught_up` go before any event.
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Update> {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<FeedUpdate> {
         loop {
             // Every feed with nothing held is polled, so each registers
             // this task's waker.
-            for active in &mut self.active {
-                if active.ready.is_none() {
-                    let before = active.feed.cursor();
-                    if let Poll::Ready(item) = active.feed.poll_next(cx) {
-                        active.ready = Some((item, before));
+            for subscribed in &mut self.feeds {
+                if subscribed.ready.is_none() {
+                    let before = subscribed.feed.cursor();
+                    if let Poll::Ready(item) = subscribed.feed.poll_next(cx) {
+                        subscribed.ready = Some((item, before));
                     }
                 }
             }
             let first = self
-                .active
+                .feeds
                 .iter()
                 .enumerate()
-                .filter_map(|(index, active)| {
-                    let (item, _) = active.ready.as_ref()?;
+                .filter_map(|(index, subscribed)| {
+                    let (item, _) = subscribed.ready.as_ref()?;
                     let order = match item {
                         Ok(FeedItem::Event(event)) => Some(event.id()),
                         _ => None,
@@ -193,7 +192,7 @@ impl Subscriptions {
             let Some((_, index)) = first else {
                 return Poll::Pending;
             };
-            let Some((item, _)) = self.active[index].ready.take() else {
+            let Some((item, _)) = self.feeds[index].ready.take() else {
                 return Poll::Pending;
             };
             if let Some(update) = self.on_item(index, item) {
@@ -206,28 +205,27 @@ impl Subscriptions {
 
     /// What the item from the feed at `index` means for the session, if
     /// anything.
-    fn on_item(&mut self, index: usize, item: Result<FeedItem, FeedEnd>) -> Option<Update> {
+    fn on_item(&mut self, index: usize, item: Result<FeedItem, FeedEnd>) -> Option<FeedUpdate> {
         match item {
             Ok(FeedItem::Event(event)) => self
                 .first_delivery(index, &event)
-                .then_some(Update::Event(event)),
+                .then_some(FeedUpdate::Event(event)),
             Ok(FeedItem::CaughtUp { head }) => {
-                let active = &mut self.active[index];
-                active.caught_up = true;
-                active.announce.then(|| Update::CaughtUp {
+                let subscribed = &mut self.feeds[index];
+                std::mem::take(&mut subscribed.owes_caught_up).then(|| FeedUpdate::CaughtUp {
                     head,
-                    request_id: active.request_id.clone(),
+                    request_id: subscribed.request_id.clone(),
                 })
             }
             Err(end) => {
-                let active = self.active.remove(index);
+                let subscribed = self.feeds.remove(index);
                 self.forget_passed();
-                Some(Update::Ended {
+                Some(FeedUpdate::Ended {
                     end,
-                    owes_caught_up: active.announce && !active.caught_up,
-                    types: active.feed.filter().types.clone(),
-                    patterns: active.patterns,
-                    request_id: active.request_id,
+                    owes_caught_up: subscribed.owes_caught_up,
+                    types: subscribed.feed.filter().types.clone(),
+                    patterns: subscribed.patterns,
+                    request_id: subscribed.request_id,
                 })
             }
         }
@@ -239,7 +237,7 @@ impl Subscriptions {
         // decides what that feed delivers, so no event two feeds deliver
         // goes unremembered.
         let shared = self
-            .active
+            .feeds
             .iter()
             .enumerate()
             .any(|(index, a)| index != from && a.feed.filter().admits(event.event()));
@@ -258,7 +256,13 @@ impl Subscriptions {
 
     /// Like `forget_passed`, counting feeds about to open at `cursors` too.
     fn forget_below(&mut self, cursors: impl Iterator<Item = EventId>) {
-        let Some(floor) = self.active.iter().map(Active::cursor).chain(cursors).min() else {
+        let Some(floor) = self
+            .feeds
+            .iter()
+            .map(SubscribedFeed::cursor)
+            .chain(cursors)
+            .min()
+        else {
             self.sent.clear();
             return;
         };
