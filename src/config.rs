@@ -64,7 +64,8 @@ pub struct Config {
     #[arg(long, env = "PUSHLOG_ADDR", default_value = "0.0.0.0:8080")]
     pub addr: String,
 
-    /// The event log: `sqlite://PATH` (embedded, the default).
+    /// The event log: `sqlite://PATH` (embedded, the default) or
+    /// `postgres://…` (one log shared by several nodes).
     #[arg(
         long,
         env = "PUSHLOG_DATABASE_URL",
@@ -445,7 +446,6 @@ impl Config {
     }
 }
 
-/// `90s`, `15m`, `12h`, `7d`, `2w`.
 /// How long the log keeps events: an age, a count, both (an event goes once
 /// it is outside either), or neither (forever).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -466,6 +466,7 @@ pub fn parse_entity_retention(raw: &str) -> Result<EntityRetention, String> {
     parse_duration(raw).map(|age| EntityRetention(Some(age)))
 }
 
+/// `90s`, `15m`, `12h`, `7d`, `2w`.
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
     let split = raw

@@ -12,7 +12,8 @@ use crate::edge::client_address::TrustedProxy;
 
 /// The most events one publish request may carry (the contract's number).
 pub const MAX_BATCH: usize = 1000;
-/// The most events one `/events/missed` page may carry.
+/// The most events one page of `/events/missed` or `/events/changes` may
+/// carry.
 pub const MAX_PAGE: u32 = 10_000;
 /// The page size when the client names none.
 pub const DEFAULT_PAGE: u32 = 500;

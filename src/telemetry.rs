@@ -10,7 +10,7 @@ use crate::config::LogFormat;
 
 /// `info`, except actix's HTTP/1 dispatcher: it reports every malformed
 /// request a client sends at ERROR, so anyone on the network could fill the
-/// log (45 lines for 45 probes). Clients' mistakes are not the server's
+/// log, a line per probe. Clients' mistakes are not the server's
 /// errors; `RUST_LOG=info,actix_http::h1::dispatcher=error` shows them.
 pub const DEFAULT_FILTER: &str = "info,actix_http::h1::dispatcher=off";
 

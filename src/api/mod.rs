@@ -1,5 +1,5 @@
 //! HTTP handlers: each reads as a short script from request to response.
-//! Parsing happens at the edge, here; errors are `ApiError`s.
+//! Parsing happens here, in the handlers; errors are `ApiError`s.
 
 mod changes;
 mod cors;
@@ -106,7 +106,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, allowed_origins: &[String]) {
 
 /// A route's path, answering any method it does not serve with `405
 /// method_not_allowed`, `Allow: <allow>` and the JSON error body of every
-/// other error (actix's own 405 has no body, and a bare `.route` fell
+/// other error (actix's own 405 has no body, and a bare `.route` falls
 /// through to the 404 of unknown paths).
 fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(move |req: HttpRequest| async move {

@@ -1,5 +1,5 @@
 //! The event: the one thing pushlog stores and pushes, and the newtypes that
-//! are parsed once at the edge (ids, topics, topic patterns).
+//! are parsed once, as requests come in (ids, topics, topic patterns).
 //!
 //! Everything a client sends is validated here, so the store and the hub only
 //! ever see well-formed values.
@@ -436,12 +436,6 @@ fn validate_audience(audience: Audience) -> Result<Audience, InvalidEvent> {
     Ok(audience)
 }
 
-/// Removes the insignificant whitespace from valid JSON text.
-///
-/// Payloads are stored and pushed as sent, minus whitespace: an SSE `data:`
-/// line must not contain a newline, and the size limit should count content,
-/// not indentation. Whitespace inside strings is escaped in valid JSON, except
-/// plain spaces and tabs, which the string tracking keeps.
 /// Refuses valid JSON that some readers cannot parse: nesting deeper than
 /// `max_depth`, and a string escape of half a UTF-16 surrogate pair
 /// (`"\ud800"`), which RFC 8259 §8.2 allows but strict parsers (Python's,
@@ -502,6 +496,12 @@ fn lone_surrogate() -> String {
     "holds half a UTF-16 surrogate pair (a lone \\ud800-\\udfff escape)".into()
 }
 
+/// Removes the insignificant whitespace from valid JSON text.
+///
+/// Payloads are stored and pushed as sent, minus whitespace: an SSE `data:`
+/// line must not contain a newline, and the size limit should count content,
+/// not indentation. Whitespace inside strings is escaped in valid JSON, except
+/// plain spaces and tabs, which the string tracking keeps.
 pub(crate) fn compact_json(valid: &str) -> String {
     let mut out = String::with_capacity(valid.len());
     let mut in_string = false;
@@ -644,8 +644,8 @@ mod tests {
     }
 }
 
-/// Properties of the parsers at the edge, each checked against an oracle
-/// written from the contract (PROTOCOL.md) rather than from the code above.
+/// Properties of the parsers clients reach, each checked against an oracle
+/// written from the contract (docs/protocol.md) rather than from the code above.
 #[cfg(test)]
 mod properties {
     use proptest::collection::{btree_map, vec};

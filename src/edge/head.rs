@@ -1,4 +1,4 @@
-//! The first request head of a connection, read and parsed by the front
+//! The first request head of a connection, read and parsed by the edge
 //! before it decides who serves the connection.
 
 use std::time::Duration;
@@ -24,7 +24,7 @@ const FIRST_READ_BYTES: usize = 1024;
 /// Headers parsed at most; a head with more goes to actix.
 const MAX_HEADERS: usize = 64;
 
-/// The long-lived routes the front serves on the bare socket.
+/// The long-lived routes the edge serves on the bare socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamRoute {
     /// `GET /events/stream`.

@@ -4,13 +4,13 @@
 //! bytes a minute, so what it costs while idle is what a push server costs.
 //! actix's HTTP/1 dispatcher gives each connection an 8 KiB read buffer and
 //! an 8 KiB write buffer for its whole life, more than the rest of a
-//! subscriber put together. So the front reads a connection's first request
+//! subscriber put together. So the edge reads a connection's first request
 //! head itself: a stream request (`GET /events/stream`, or a WebSocket
 //! upgrade on `GET /ws`) is answered by the same application as any other,
 //! and its response is carried on the bare socket, with no buffer beyond
 //! the event bytes every subscriber shares ([`stream`]). Every other
 //! connection goes to actix's dispatcher with the bytes already read put
-//! back in front ([`rewind`]), and is served as if the front were not there,
+//! back in front ([`rewind`]), and is served as if the edge were not there,
 //! keep-alive and all. A stream request that comes later on a kept-alive
 //! connection is served by actix too, only less frugally.
 
@@ -32,7 +32,7 @@ use tokio::net::TcpStream;
 
 pub use rewind::Rewind;
 
-/// How long the front waits on a client.
+/// How long the edge waits on a client.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
     /// For the first request head, as actix's own client request timeout.

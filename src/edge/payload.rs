@@ -1,4 +1,4 @@
-//! The bytes a WebSocket client sends, handed from the front's socket
+//! The bytes a WebSocket client sends, handed from the edge's socket
 //! reader to the session as its request payload.
 //!
 //! actix-http's own payload channel would do, but its sending half cannot be

@@ -33,7 +33,7 @@ impl Framing {
 }
 
 /// The head of `head`, with `Date` and the framing headers. Every response
-/// but an upgrade closes the connection when it ends: the front serves one
+/// but an upgrade closes the connection when it ends: the edge serves one
 /// request per connection, and a client reconnects for the next.
 pub fn encode_head(head: &ResponseHead, size: BodySize, framing: Framing) -> BytesMut {
     let mut out = BytesMut::with_capacity(256);

@@ -1,4 +1,4 @@
-//! A connection with bytes put back in front of it: what the front read
+//! A connection with bytes put back in front of it: what the edge read
 //! while looking at the first request, replayed to actix before the socket.
 
 use std::io;

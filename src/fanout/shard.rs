@@ -4,10 +4,9 @@
 //! of the worker it runs on. The hub hands each committed batch to every
 //! shard once; the shard's task, on its own worker, offers each event to its
 //! subscribers. So a delivery wakes a task on the thread that already runs
-//! it, which costs a push onto that thread's run queue, where waking it from
-//! the hub's thread cost a lock on the worker's shared queue and a write to
-//! its event fd, five thousand times per event at five thousand
-//! subscribers.
+//! it, which costs a push onto that thread's run queue; waking it from the
+//! hub's thread would take a lock on the worker's shared queue and a write
+//! to its event fd, once per subscriber per event.
 //!
 //! A shard whose worker falls so far behind that [`SHARD_BACKLOG`] events
 //! wait for it is sent no more: its subscribers are all marked lagged, as a

@@ -1,5 +1,6 @@
-//! The PostgreSQL backend: one log shared by several nodes, every line of
-//! SQL pushlog runs against PostgreSQL.
+//! The PostgreSQL backend: one log shared by several nodes, and the SQL
+//! pushlog runs against PostgreSQL alone (what both backends share is in
+//! `rows`).
 //!
 //! **Commit order is id order** because ids are assigned under the row lock
 //! on `pushlog.log_head`: a writer locks the row (`SELECT … FOR UPDATE`),

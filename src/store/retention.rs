@@ -25,8 +25,9 @@ pub async fn prune_now(log: &EventLog, retention: Retention) -> Result<u64, Stor
     }
 }
 
-/// Brings the entity index up to date every second, and prunes every
-/// `interval` (the first run at once), until shutdown. The index follows the
+/// Brings the entity index up to date every `INDEX_INTERVAL` (or every
+/// `interval`, if shorter), and prunes every `interval` (the first run at
+/// once), until shutdown. The index follows the
 /// log closely because readers of `/events/changes` read what it has not
 /// taken in yet from the log.
 pub async fn run(log: EventLog, retention: Retention, interval: Duration, shutdown: Shutdown) {

@@ -1,5 +1,6 @@
-//! What both backends share about rows: the columns of an event, how a row
-//! becomes an [`Event`], and how topic patterns become a `WHERE` clause.
+//! What both backends share about rows: the columns of an event, the range
+//! query, the entity index's reads and upsert, how topic patterns become a
+//! `WHERE` clause, and how a row becomes an [`Event`].
 
 use serde_json::value::RawValue;
 use sqlx::{ColumnIndex, Database, Decode, Encode, IntoArguments, QueryBuilder, Row, Type};

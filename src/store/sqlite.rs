@@ -1,4 +1,5 @@
-//! The SQLite backend: every line of SQL pushlog runs against SQLite.
+//! The SQLite backend: the SQL pushlog runs against SQLite alone (what both
+//! backends share is in `rows`).
 //!
 //! WAL journal with `synchronous = FULL`: a commit returns only after the WAL
 //! is fsynced, so an acknowledged event survives `kill -9` and an OS crash.

@@ -99,7 +99,7 @@ async fn answers_to_an_allowed_origin_carry_cors_headers_on_every_transport() {
         Some(APP_ORIGIN)
     );
 
-    // The stream is served by the front when it opens a connection.
+    // The stream is served by the edge when it opens a connection.
     for path in ["/events/missed?since=0", "/events/stream?topics=t"] {
         let (status, headers) = get_from(&app, path, APP_ORIGIN).await;
         assert_eq!(status, 200, "{path}");

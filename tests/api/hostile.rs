@@ -11,7 +11,7 @@ use crate::helpers::{PATIENCE, SECRET, TestApp, event, spawn_app};
 const MESSAGE_TOO_BIG: u16 = 1009;
 
 /// How a WebSocket is reached: on a fresh connection (carried by pushlog's
-/// front), or after a first request on a kept-alive one (actix's dispatcher).
+/// edge), or after a first request on a kept-alive one (actix's dispatcher).
 #[derive(Clone, Copy, Debug)]
 enum Path {
     Front,
@@ -235,7 +235,7 @@ fn reader_token(app: &TestApp) -> String {
 }
 
 #[actix_web::test]
-async fn an_oversized_frame_header_without_a_token_closes_with_1009_on_the_front() {
+async fn an_oversized_frame_header_without_a_token_closes_with_1009_on_the_edge() {
     a_frame_declaring_more_than_the_limit_is_refused_from_its_header(no_token, Path::Front).await;
 }
 
@@ -246,7 +246,7 @@ async fn an_oversized_frame_header_without_a_token_closes_with_1009_through_acti
 }
 
 #[actix_web::test]
-async fn an_oversized_frame_header_with_a_token_closes_with_1009_on_the_front() {
+async fn an_oversized_frame_header_with_a_token_closes_with_1009_on_the_edge() {
     a_frame_declaring_more_than_the_limit_is_refused_from_its_header(reader_token, Path::Front)
         .await;
 }

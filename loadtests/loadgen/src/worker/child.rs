@@ -20,8 +20,9 @@ use crate::target::Target;
 use crate::transport::Transport;
 
 /// How often a waiting phase looks at its subscribers. Each look locks every
-/// record once (microseconds for 15,000), so this is cheap; catch-up times
-/// are stamped by the subscribers themselves, not by this poll.
+/// record once, little next to the interval even for a full worker;
+/// catch-up times are stamped by the subscribers themselves, not by this
+/// poll.
 const POLL: Duration = Duration::from_millis(20);
 
 struct Subscriber {

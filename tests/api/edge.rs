@@ -1,4 +1,4 @@
-//! The connection front: a stream request that opens a connection is
+//! The connection edge: a stream request that opens a connection is
 //! carried on the bare socket; anything else, and a stream request later on
 //! a kept-alive connection, is served by actix. Both must look the same to
 //! a client, apart from how the connection ends.
@@ -13,7 +13,7 @@ use crate::raw::{Raw, masked_text_frame, websocket_handshake};
 async fn a_stream_that_opens_a_connection_is_chunked_and_delivers_events() {
     let app = spawn_app().await;
     let mut raw = Raw::open(&app).await;
-    raw.send("GET /events/stream?topics=front", &app.reader)
+    raw.send("GET /events/stream?topics=edge", &app.reader)
         .await;
 
     let head = raw.head().await;
@@ -26,7 +26,7 @@ async fn a_stream_that_opens_a_connection_is_chunked_and_delivers_events() {
     assert!(head.header("date").is_some(), "every response is dated");
     assert!(raw.read_until(": pushlog stream open").await);
 
-    let published = app.publish(&event("front")).await;
+    let published = app.publish(&event("edge")).await;
     assert_eq!(published.status, 201, "{}", published.body);
     let id = published.body["events"][0]["id"].as_i64().expect("an id");
     assert!(raw.read_until(&format!("id: {id}\n")).await);
@@ -47,13 +47,13 @@ async fn a_stream_later_on_a_kept_alive_connection_is_served_by_actix_and_delive
     raw.read_body(length).await;
     raw.read.clear();
 
-    raw.send("GET /events/stream?topics=front", &app.reader)
+    raw.send("GET /events/stream?topics=edge", &app.reader)
         .await;
     let head = raw.head().await;
     assert_eq!(head.status, 200);
     assert_eq!(head.header("content-type"), Some("text/event-stream"));
     assert_ne!(head.header("connection"), Some("close"), "actix's own head");
-    let published = app.publish(&event("front")).await;
+    let published = app.publish(&event("edge")).await;
     let id = published.body["events"][0]["id"].as_i64().expect("an id");
     assert!(raw.read_until(&format!("id: {id}\n")).await);
 }
@@ -62,7 +62,7 @@ async fn a_stream_later_on_a_kept_alive_connection_is_served_by_actix_and_delive
 async fn a_refused_stream_gets_the_json_error_and_the_connection_closes() {
     let app = spawn_app().await;
     let mut raw = Raw::open(&app).await;
-    raw.send("GET /events/stream?topics=front", "not-a-token")
+    raw.send("GET /events/stream?topics=edge", "not-a-token")
         .await;
 
     let head = raw.head().await;
@@ -85,7 +85,7 @@ async fn a_stream_the_server_ends_sends_the_last_chunk_before_closing() {
     let mut raw = Raw::open(&app).await;
     // A cursor past the head cannot be resumed: the stream says `reset`
     // and ends.
-    raw.send("GET /events/stream?topics=front&since=999999", &app.reader)
+    raw.send("GET /events/stream?topics=edge&since=999999", &app.reader)
         .await;
     let head = raw.head().await;
     assert_eq!(head.status, 200);
@@ -101,7 +101,7 @@ async fn a_websocket_that_opens_a_connection_is_upgraded_and_reads_the_frames_se
     let mut request = websocket_handshake(&app.reader);
     // The subscription rides in the same write as the handshake.
     request.extend(masked_text_frame(
-        r#"{"type":"subscribe","topics":["front"]}"#,
+        r#"{"type":"subscribe","topics":["edge"]}"#,
     ));
     raw.socket.write_all(&request).await.expect("send");
 
@@ -116,7 +116,7 @@ async fn a_websocket_that_opens_a_connection_is_upgraded_and_reads_the_frames_se
     );
     assert!(raw.read_until(r#""type":"subscribed""#).await);
 
-    let published = app.publish(&event("front")).await;
+    let published = app.publish(&event("edge")).await;
     let id = published.body["events"][0]["id"].as_i64().expect("an id");
     assert!(raw.read_until(&format!(r#""id":{id}"#)).await);
 }

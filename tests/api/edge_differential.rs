@@ -1,21 +1,21 @@
-//! The connection front against actix, head by head: a corpus of malformed
-//! and unusual request heads, each sent on a fresh connection (the front
+//! The connection edge against actix, head by head: a corpus of malformed
+//! and unusual request heads, each sent on a fresh connection (the edge
 //! decides whether to serve it itself) and again as the second request of a
-//! kept-alive connection (actix's HTTP/1 dispatcher decides). The front may
+//! kept-alive connection (actix's HTTP/1 dispatcher decides). The edge may
 //! hand anything to actix, but it must never serve what actix would refuse:
 //! the two answers must have the same status, or both be no answer at all.
 //!
 //! Each head is built for a stream route (`/events/stream` with the token in
 //! `Authorization`, or a `/ws` upgrade with the token in the query), and once
-//! more with `/healthz` in place of the route: the front hands that to
+//! more with `/healthz` in place of the route: the edge hands that to
 //! actix, so there the two paths must agree exactly.
 //!
-//! Only status codes are compared. Headers differ by design: the front
+//! Only status codes are compared. Headers differ by design: the edge
 //! closes after every response but an upgrade, actix keeps the connection
 //! alive; and actix answers `Expect: 100-continue` with an interim `100`,
 //! which is skipped here as a client would. Every mismatch is collected and
-//! reported at once; a difference where the front is the stricter one is
-//! accepted only when the corpus documents it (`Expect::FrontStricter`).
+//! reported at once; a difference where the edge is the stricter one is
+//! accepted only when the corpus documents it (`Expect::EdgeStricter`).
 //! Run with `--nocapture` for the table of every answer.
 
 use std::fmt;
@@ -52,7 +52,7 @@ const END: &[u8] = b"\r\n";
 /// What a case expects of the two paths.
 #[derive(Debug, Clone, Copy)]
 enum Expect {
-    /// The front answers with the status actix answers with.
+    /// The edge answers with the status actix answers with.
     Agree,
     /// As `Agree`, and that status is this one: keeps the corpus from
     /// passing because both paths refuse everything.
@@ -61,7 +61,7 @@ enum Expect {
     /// refuses with `status`, where actix on a kept-alive one refuses with
     /// it too, or (for the reason given) serves. Holds for the stream head
     /// and its healthz twin alike.
-    FrontStricter { status: u16, why: &'static str },
+    EdgeStricter { status: u16, why: &'static str },
 }
 
 /// One head of the corpus, with the placeholders still in it.
@@ -87,9 +87,9 @@ impl Case {
         }
     }
 
-    fn front_stricter(self, status: u16, why: &'static str) -> Case {
+    fn edge_stricter(self, status: u16, why: &'static str) -> Case {
         Case {
-            expect: Expect::FrontStricter { status, why },
+            expect: Expect::EdgeStricter { status, why },
             ..self
         }
     }
@@ -100,7 +100,7 @@ impl Case {
 const PAST_THE_BOUND: &str = "actix checks its 128 KiB bound only on a head it \
     has not yet read whole, and its read buffer doubles past the bound, so a \
     head of up to ~256 KiB that arrives in one burst may be read whole and \
-    served; the front hands over exactly the first 128 KiB of an unfinished \
+    served; the edge hands over exactly the first 128 KiB of an unfinished \
     head, on which actix always answers 431";
 
 /// An event stream request with `extra` header lines (each ending in CRLF).
@@ -156,11 +156,11 @@ fn sse_with_query_of(len: usize) -> Vec<u8> {
 fn corpus() -> Vec<Case> {
     const PIPELINED: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: pushlog\r\n\r\n";
     vec![
-        // Baselines: the front serves these itself.
+        // Baselines: the edge serves these itself.
         case("well-formed event stream", sse(b"")).answered(200),
         case("well-formed WebSocket upgrade", ws(b"")).answered(101),
         case("event stream without a token", sse_headers(&[HOST])).answered(401),
-        // Framing: the front serves no request with a body.
+        // Framing: the edge serves no request with a body.
         case(
             "Content-Length and Transfer-Encoding together",
             then(
@@ -280,8 +280,8 @@ fn corpus() -> Vec<Case> {
         case("head over 64 KiB", sse_of_length(65 * 1024)),
         case("head just under 128 KiB", sse_of_length(127 * 1024)),
         case("head just over 128 KiB", sse_of_length(129 * 1024))
-            .front_stricter(431, PAST_THE_BOUND),
-        case("head of 200 KiB", sse_of_length(200 * 1024)).front_stricter(431, PAST_THE_BOUND),
+            .edge_stricter(431, PAST_THE_BOUND),
+        case("head of 200 KiB", sse_of_length(200 * 1024)).edge_stricter(431, PAST_THE_BOUND),
         case("head of 300 KiB", sse_of_length(300 * 1024)).answered(431),
         case("70 headers", sse_with_headers(70)),
         case("100 headers", sse_with_headers(100)),
@@ -297,7 +297,7 @@ fn corpus() -> Vec<Case> {
             sse_line(b"GET http://elsewhere{sse}?topics=t HTTP/1.1\r\n"),
         ),
         case("HTTP/1.0", sse_line(b"GET {sse}?topics=t HTTP/1.0\r\n")),
-        // (actix upgrades this one: so, as it hands it over, does the front.)
+        // (actix upgrades this one: so, as it hands it over, does the edge.)
         case(
             "HTTP/1.0 WebSocket upgrade",
             [
@@ -441,7 +441,7 @@ fn corpus() -> Vec<Case> {
         ),
         case("event stream with Upgrade: websocket", sse(UPGRADE)),
         // Other headers. (actix answers `Expect` with an interim 100 first;
-        // the front, serving a request without a body, goes straight to the
+        // the edge, serving a request without a body, goes straight to the
         // final status.)
         case("Expect: 100-continue", sse(b"Expect: 100-continue\r\n")),
         case("Connection: close", sse(b"Connection: close\r\n")),
@@ -462,7 +462,7 @@ fn corpus() -> Vec<Case> {
 /// Which route a case's placeholder paths stand for.
 #[derive(Clone, Copy)]
 enum Route {
-    /// `/events/stream` and `/ws`: what the front may serve itself.
+    /// `/events/stream` and `/ws`: what the edge may serve itself.
     Stream,
     /// `/healthz`: always actix's.
     Health,
@@ -533,7 +533,7 @@ impl fmt::Display for Answer {
 /// Who decides a head.
 #[derive(Clone, Copy)]
 enum Path {
-    /// The first request of a fresh connection: the front.
+    /// The first request of a fresh connection: the edge.
     Front,
     /// The second request of a kept-alive connection: actix.
     Actix,
@@ -654,61 +654,59 @@ struct Outcome {
 async fn run(app: &TestApp, case: &Case) -> Outcome {
     let stream = render(&case.template, Route::Stream, &app.reader);
     let health = render(&case.template, Route::Health, &app.reader);
-    let (stream_front, stream_actix, health_front, health_actix) = tokio::join!(
+    let (stream_edge, stream_actix, health_edge, health_actix) = tokio::join!(
         probe(app, &stream, Path::Front),
         probe(app, &stream, Path::Actix),
         probe(app, &health, Path::Front),
         probe(app, &health, Path::Actix),
     );
     Outcome {
-        stream: (stream_front, stream_actix),
-        health: (health_front, health_actix),
+        stream: (stream_edge, stream_actix),
+        health: (health_edge, health_actix),
     }
 }
 
 /// What is wrong with a case's outcome, if anything; `Ok(Some(_))` for a
 /// documented difference that showed this time.
 fn judge(case: &Case, outcome: &Outcome) -> Result<Option<String>, String> {
-    let (front, actix) = outcome.stream;
-    let (health_front, health_actix) = outcome.health;
+    let (edge, actix) = outcome.stream;
+    let (health_edge, health_actix) = outcome.health;
     let expect = case.expect;
-    let health = compare(expect, health_front, health_actix)
+    let health = compare(expect, health_edge, health_actix)
         .map_err(|problem| format!("the /healthz head (actix's on both paths): {problem}"))?;
-    let stream = compare(expect, front, actix)?;
+    let stream = compare(expect, edge, actix)?;
     match expect {
-        Expect::AgreeOn(status) if front != Answer::Status(status) => Err(format!(
-            "both answered {front}, the baseline expects {status}"
+        Expect::AgreeOn(status) if edge != Answer::Status(status) => Err(format!(
+            "both answered {edge}, the baseline expects {status}"
         )),
         _ => Ok(stream.or(health)),
     }
 }
 
-/// `front` against `actix` as `expect` has it.
-fn compare(expect: Expect, front: Answer, actix: Answer) -> Result<Option<String>, String> {
-    let permissive = front.serves() && !actix.serves();
+/// `edge` against `actix` as `expect` has it.
+fn compare(expect: Expect, edge: Answer, actix: Answer) -> Result<Option<String>, String> {
+    let permissive = edge.serves() && !actix.serves();
     match expect {
-        _ if permissive => Err(format!(
-            "FRONT MORE PERMISSIVE: front {front}, actix {actix}"
-        )),
-        Expect::Agree | Expect::AgreeOn(_) if front != actix => {
-            let kind = if actix.serves() && !front.serves() {
-                "front stricter (undocumented)"
+        _ if permissive => Err(format!("EDGE MORE PERMISSIVE: edge {edge}, actix {actix}")),
+        Expect::Agree | Expect::AgreeOn(_) if edge != actix => {
+            let kind = if actix.serves() && !edge.serves() {
+                "edge stricter (undocumented)"
             } else {
                 "answers differ"
             };
-            Err(format!("{kind}: front {front}, actix {actix}"))
+            Err(format!("{kind}: edge {edge}, actix {actix}"))
         }
         Expect::Agree | Expect::AgreeOn(_) => Ok(None),
-        Expect::FrontStricter { status, .. } if front != Answer::Status(status) => Err(format!(
-            "documented as always refused with {status} on a fresh connection, but: front \
-             {front}, actix {actix}"
+        Expect::EdgeStricter { status, .. } if edge != Answer::Status(status) => Err(format!(
+            "documented as always refused with {status} on a fresh connection, but: edge \
+             {edge}, actix {actix}"
         )),
-        Expect::FrontStricter { .. } if front == actix => Ok(None),
-        Expect::FrontStricter { why, .. } if actix.serves() => {
-            Ok(Some(format!("front {front}, actix {actix}: {why}")))
+        Expect::EdgeStricter { .. } if edge == actix => Ok(None),
+        Expect::EdgeStricter { why, .. } if actix.serves() => {
+            Ok(Some(format!("edge {edge}, actix {actix}: {why}")))
         }
-        Expect::FrontStricter { .. } => Err(format!(
-            "documented difference, but actix neither agrees nor serves: front {front}, \
+        Expect::EdgeStricter { .. } => Err(format!(
+            "documented difference, but actix neither agrees nor serves: edge {edge}, \
              actix {actix}"
         )),
     }
@@ -726,7 +724,7 @@ fn shown(bytes: &[u8]) -> String {
 }
 
 #[actix_web::test]
-async fn the_front_answers_every_malformed_head_as_actix_does() {
+async fn the_edge_answers_every_malformed_head_as_actix_does() {
     // Upgrades without a token wait in the pending budget, whose share per
     // address would otherwise be spent by the corpus running at once.
     let app = spawn_app_with(|config| {
@@ -748,10 +746,10 @@ async fn the_front_answers_every_malformed_head_as_actix_does() {
     let mut mismatches = Vec::new();
     let mut documented = Vec::new();
     for (case, outcome) in cases.iter().zip(&outcomes) {
-        let (front, actix) = outcome.stream;
-        let (health_front, health_actix) = outcome.health;
+        let (edge, actix) = outcome.stream;
+        let (health_edge, health_actix) = outcome.health;
         eprintln!(
-            "{:<40} front {front:<9} actix {actix:<9} | healthz {health_front} / {health_actix}",
+            "{:<40} edge {edge:<9} actix {actix:<9} | healthz {health_edge} / {health_actix}",
             case.name
         );
         let head = render(&case.template, Route::Stream, &app.reader);
