@@ -1,14 +1,14 @@
-//! Writing a response on the bare socket: the head, then the body as it
-//! comes, framed for HTTP/1.1.
+//! Writing a response on the bare socket: the head, encoded by actix's own
+//! HTTP/1 codec exactly as its dispatcher would, then the body as it comes,
+//! framed for HTTP/1.1 without copying the bytes every subscriber shares.
 
 use std::io::{self, IoSlice};
-use std::time::SystemTime;
 
-use actix_http::ResponseHead;
-use actix_http::StatusCode;
+use actix_codec::Encoder;
 use actix_http::body::BodySize;
-use actix_http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
-use bytes::{BufMut, Bytes, BytesMut};
+use actix_http::h1::{Codec, Message};
+use actix_http::{ConnectionType, Response, ServiceConfig, StatusCode};
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// How a response body goes on the wire.
@@ -32,52 +32,23 @@ impl Framing {
     }
 }
 
-/// The head of `head`, with `Date` and the framing headers. Every response
-/// but an upgrade closes the connection when it ends: the edge serves one
-/// request per connection, and a client reconnects for the next.
-pub fn encode_head(head: &ResponseHead, size: BodySize, framing: Framing) -> BytesMut {
-    let mut out = BytesMut::with_capacity(256);
-    let status = head.status;
-    out.put_slice(b"HTTP/1.1 ");
-    out.put_slice(status.as_str().as_bytes());
-    out.put_u8(b' ');
-    out.put_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    out.put_slice(b"\r\n");
-    for (name, value) in head.headers.iter() {
-        if [CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING, DATE].contains(name) {
-            continue;
-        }
-        put_header(&mut out, name.as_str(), value.as_bytes());
+/// The head of `response`, with `Date` from `http`'s clock and the framing
+/// headers for a body of `size`. Every response but an upgrade closes the
+/// connection when it ends: the edge serves one request per connection, and
+/// a client reconnects for the next.
+pub fn encode_head(
+    mut response: Response<()>,
+    size: BodySize,
+    http: &ServiceConfig,
+) -> io::Result<BytesMut> {
+    if response.head().connection_type() != ConnectionType::Upgrade {
+        response
+            .head_mut()
+            .set_connection_type(ConnectionType::Close);
     }
-    put_header(
-        &mut out,
-        "date",
-        httpdate::fmt_http_date(SystemTime::now()).as_bytes(),
-    );
-    match framing {
-        Framing::Upgraded => put_header(&mut out, "connection", b"upgrade"),
-        Framing::Chunked => {
-            put_header(&mut out, "transfer-encoding", b"chunked");
-            put_header(&mut out, "connection", b"close");
-        }
-        Framing::Sized => {
-            let len = match size {
-                BodySize::Sized(len) => len,
-                BodySize::None | BodySize::Stream => 0,
-            };
-            put_header(&mut out, "content-length", len.to_string().as_bytes());
-            put_header(&mut out, "connection", b"close");
-        }
-    }
-    out.put_slice(b"\r\n");
-    out
-}
-
-fn put_header(out: &mut BytesMut, name: &str, value: &[u8]) {
-    out.put_slice(name.as_bytes());
-    out.put_slice(b": ");
-    out.put_slice(value);
-    out.put_slice(b"\r\n");
+    let mut out = BytesMut::new();
+    Codec::new(http.clone()).encode(Message::Item((response, size)), &mut out)?;
+    Ok(out)
 }
 
 /// Writes one piece of the body. A chunk goes out with its framing in one
@@ -158,26 +129,29 @@ mod tests {
     use super::*;
     use actix_http::header::{CONTENT_TYPE, HeaderValue};
 
-    fn head(status: StatusCode) -> ResponseHead {
-        let mut head = ResponseHead::new(status);
-        head.headers
+    fn response(status: StatusCode) -> Response<()> {
+        let mut response = Response::with_body(status, ());
+        response
+            .headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-        head
+        response
     }
 
     fn text(bytes: &[u8]) -> String {
         String::from_utf8(bytes.to_vec()).unwrap()
     }
 
-    #[test]
-    fn a_streaming_body_is_chunked_and_closes_the_connection() {
-        let framing = Framing::of(StatusCode::OK, BodySize::Stream);
-        assert_eq!(framing, Framing::Chunked);
-        let head = text(&encode_head(
-            &head(StatusCode::OK),
-            BodySize::Stream,
-            framing,
-        ));
+    fn head(response: Response<()>, size: BodySize) -> String {
+        text(&encode_head(response, size, &ServiceConfig::default()).unwrap())
+    }
+
+    #[actix_web::test]
+    async fn a_streaming_body_is_chunked_and_closes_the_connection() {
+        assert_eq!(
+            Framing::of(StatusCode::OK, BodySize::Stream),
+            Framing::Chunked
+        );
+        let head = head(response(StatusCode::OK), BodySize::Stream);
         assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
         assert!(head.contains("content-type: text/event-stream\r\n"));
         assert!(head.contains("transfer-encoding: chunked\r\n"));
@@ -186,24 +160,29 @@ mod tests {
         assert!(head.ends_with("\r\n\r\n"));
     }
 
-    #[test]
-    fn an_error_body_has_its_length() {
+    #[actix_web::test]
+    async fn an_error_body_has_its_length() {
         let status = StatusCode::UNAUTHORIZED;
-        let framing = Framing::of(status, BodySize::Sized(17));
-        let head = text(&encode_head(&head(status), BodySize::Sized(17), framing));
+        assert_eq!(Framing::of(status, BodySize::Sized(17)), Framing::Sized);
+        let head = head(response(status), BodySize::Sized(17));
         assert!(head.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{head}");
         assert!(head.contains("content-length: 17\r\n"));
+        assert!(head.contains("connection: close\r\n"));
         assert!(!head.contains("chunked"));
     }
 
-    #[test]
-    fn an_upgrade_keeps_the_connection_for_the_new_protocol() {
+    #[actix_web::test]
+    async fn an_upgrade_keeps_the_connection_for_the_new_protocol() {
         let status = StatusCode::SWITCHING_PROTOCOLS;
-        let framing = Framing::of(status, BodySize::Stream);
-        assert_eq!(framing, Framing::Upgraded);
-        let head = text(&encode_head(&head(status), BodySize::Stream, framing));
-        assert!(head.contains("connection: upgrade\r\n"));
+        assert_eq!(Framing::of(status, BodySize::Stream), Framing::Upgraded);
+        let mut upgrade = response(status);
+        upgrade
+            .head_mut()
+            .set_connection_type(ConnectionType::Upgrade);
+        let head = head(upgrade, BodySize::Stream);
+        assert!(head.contains("connection: upgrade\r\n"), "{head}");
         assert!(!head.contains("chunked"));
+        assert!(!head.contains("content-length"));
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use actix_http::body::{BoxBody, MessageBody};
-use actix_http::{BoxedPayloadStream, Method, Payload, Request, Response, Version};
+use actix_http::{BoxedPayloadStream, Method, Payload, Request, Response, ServiceConfig, Version};
 use actix_service::Service;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -26,14 +26,16 @@ const READ_CHUNK_BYTES: usize = 512;
 /// so the last bytes are not cut off by a reset. actix's default.
 const LINGER: Duration = Duration::from_secs(1);
 
-/// Serves `head` with `app`, then closes the connection. A write that waits
-/// longer than `stall` on a client that reads nothing drops it.
+/// Serves `head` with `app`, then closes the connection; `http` encodes the
+/// response head as actix's dispatcher would. A write that waits longer
+/// than `stall` on a client that reads nothing drops it.
 pub async fn serve<IO, S>(
     mut io: IO,
     peer: Option<SocketAddr>,
     head: StreamHead,
     rest: BytesMut,
     app: &S,
+    http: &ServiceConfig,
     stall: Duration,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin,
@@ -70,11 +72,14 @@ pub async fn serve<IO, S>(
     let (response, body) = response.into_parts();
     let size = body.size();
     let framing = Framing::of(response.status(), size);
-    let head = encode_head(response.head(), size, framing);
-    drop(response);
-    if within(stall, io.write_all(&head)).await.is_ok() {
-        drop(head);
-        carry(&mut io, body, framing, payload.as_mut(), stall).await;
+    match encode_head(response, size, http) {
+        Ok(head) => {
+            if within(stall, io.write_all(&head)).await.is_ok() {
+                drop(head);
+                carry(&mut io, body, framing, payload.as_mut(), stall).await;
+            }
+        }
+        Err(error) => tracing::debug!(error = %error, "could not encode a response head"),
     }
     linger(io).await;
 }
