@@ -12,7 +12,7 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::parser::ValueSource;
 use clap::{Arg, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
-use crate::edge::client_address::TrustedProxy;
+use crate::domain::trusted_proxy::TrustedProxy;
 
 #[derive(Debug, Parser)]
 #[command(

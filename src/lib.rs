@@ -6,11 +6,12 @@
 //!
 //! Dependencies point one way, from the edge inwards:
 //!
-//! - [`edge`]: each accepted connection, read first here; stream requests
-//!   on the bare socket with our own HTTP/1 framing, everything else
-//!   through actix's dispatcher; who a request comes from behind trusted
-//!   proxies, and its request id.
-//! - [`api`]: the HTTP handlers: parse input, authenticate, answer.
+//! - [`edge`]: each accepted connection, read first here; a stream
+//!   request is answered by the application and carried on the bare
+//!   socket, everything else goes through actix's dispatcher to the same
+//!   application; every request's id and span.
+//! - [`api`]: the HTTP handlers: parse input, authenticate, answer; who a
+//!   request comes from behind trusted proxies.
 //! - [`sessions`]: the SSE and WebSocket sessions that carry a feed to a
 //!   client, and the live/replay handover they share.
 //! - [`fanout`]: committed events handed to live subscribers, one shard

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::config::Config;
 use crate::domain::event::PayloadRules;
-use crate::edge::client_address::TrustedProxy;
+use crate::domain::trusted_proxy::TrustedProxy;
 
 /// The most events one publish request may carry (the contract's number).
 pub const MAX_BATCH: usize = 1000;

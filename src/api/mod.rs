@@ -2,6 +2,7 @@
 //! Parsing happens here, in the handlers; errors are `ApiError`s.
 
 mod changes;
+mod client_address;
 mod cors;
 mod dashboard;
 mod health;
@@ -176,13 +177,12 @@ pub(crate) fn reader_filter(
             message: format!("at most {max_patterns} topic patterns per request"),
         });
     }
-    let types =
-        TypeFilter::parse_list_at_most(types.unwrap_or(""), max_patterns).map_err(|reason| {
-            ApiError::BadRequest {
-                code: "invalid_type_filter",
-                message: format!("types: {reason}"),
-            }
-        })?;
+    let types = TypeFilter::parse_list(types.unwrap_or(""), max_patterns).map_err(|reason| {
+        ApiError::BadRequest {
+            code: "invalid_type_filter",
+            message: format!("types: {reason}"),
+        }
+    })?;
     if let Some(denied) = patterns.iter().find(|p| !scope.may_subscribe(p)) {
         return Err(ApiError::Forbidden {
             code: "forbidden_topic",

@@ -8,9 +8,9 @@ use actix_web::ResponseError;
 use actix_web::http::header::{HOST, HeaderValue, ORIGIN, SEC_WEBSOCKET_VERSION, UPGRADE};
 use actix_web::{HttpRequest, HttpResponse, web};
 
+use super::client_address::client_address;
 use super::{AppState, admit_connection, refuse_when_draining};
 use crate::auth::{TokenSource, extract_token};
-use crate::edge::client_address::client_address;
 use crate::error::ApiError;
 use crate::fanout::Shard;
 use crate::limits::Admission;

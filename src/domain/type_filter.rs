@@ -4,7 +4,7 @@
 //! A filter is a list of exact types and prefixes ending in `*`
 //! (`notification:*`); absent, or a bare `*` among them, admits every type.
 //! It narrows what a reader gets and nothing else: the hub's
-//! [`Filter`](crate::fanout::Filter) asks it about every event, live or
+//! [`Filter`](crate::domain::filter::Filter) asks it about every event, live or
 //! replayed, so cursors and resumes behave as they do for topics.
 
 use std::collections::HashSet;
@@ -13,7 +13,6 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::domain::event::MAX_TYPE_LEN;
-use crate::limits::MAX_TOPIC_PATTERNS;
 
 /// One entry of a type filter.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -65,16 +64,11 @@ impl TypeFilter {
     }
 
     /// The query form, `types=entity:updated,notification:*`, with at most
-    /// [`MAX_TOPIC_PATTERNS`] entries like `topics=`.
-    pub fn parse_list(raw: &str) -> Result<TypeFilter, String> {
-        TypeFilter::parse_list_at_most(raw, MAX_TOPIC_PATTERNS)
-    }
-
-    /// The query form with at most `max` entries. As in `topics=`, spaces
+    /// `max` entries. As in `topics=`, spaces
     /// around entries and empty entries are ignored, and an empty list
     /// admits every type. A type containing a comma cannot be named here
     /// (the WebSocket form can).
-    pub fn parse_list_at_most(raw: &str, max: usize) -> Result<TypeFilter, String> {
+    pub fn parse_list(raw: &str, max: usize) -> Result<TypeFilter, String> {
         let entries = || raw.split(',').map(str::trim).filter(|e| !e.is_empty());
         // Counted before any entry is parsed: a hostile list costs a scan.
         if entries().count() > max {
@@ -213,8 +207,15 @@ mod tests {
 
     use super::*;
 
+    /// The bound the API puts on a list, as `topics=` has it.
+    const MAX_TOPIC_PATTERNS: usize = 100;
+
+    fn parse(raw: &str) -> Result<TypeFilter, String> {
+        TypeFilter::parse_list(raw, MAX_TOPIC_PATTERNS)
+    }
+
     fn filter(raw: &str) -> TypeFilter {
-        TypeFilter::parse_list(raw).expect("a valid type filter")
+        parse(raw).expect("a valid type filter")
     }
 
     fn listed(types: &[&str]) -> Result<TypeFilter, String> {
@@ -272,7 +273,7 @@ mod tests {
     #[test]
     fn a_star_anywhere_but_at_the_end_is_refused() {
         for raw in ["a*b", "*a", "**", "a**", "entity:*:updated"] {
-            assert!(TypeFilter::parse_list(raw).is_err(), "{raw:?} accepted");
+            assert!(parse(raw).is_err(), "{raw:?} accepted");
             assert!(listed(&[raw]).is_err(), "{raw:?} accepted");
         }
     }
@@ -282,14 +283,11 @@ mod tests {
         let longest = "t".repeat(100);
         let longest_prefix = format!("{}*", "t".repeat(99));
 
-        assert!(TypeFilter::parse_list(&longest).is_ok());
-        assert!(TypeFilter::parse_list(&longest_prefix).is_ok());
-        assert!(TypeFilter::parse_list(&format!("{longest}t")).is_err());
-        assert!(TypeFilter::parse_list(&format!("t{longest_prefix}")).is_err());
-        assert!(
-            TypeFilter::parse_list(&"é".repeat(100)).is_ok(),
-            "characters, not bytes"
-        );
+        assert!(parse(&longest).is_ok());
+        assert!(parse(&longest_prefix).is_ok());
+        assert!(parse(&format!("{longest}t")).is_err());
+        assert!(parse(&format!("t{longest_prefix}")).is_err());
+        assert!(parse(&"é".repeat(100)).is_ok(), "characters, not bytes");
         assert!(listed(&["line\nbreak"]).is_err());
         assert!(listed(&["bell\u{7}*"]).is_err());
         assert!(listed(&[""]).is_err());
@@ -311,14 +309,14 @@ mod tests {
         let query = vec!["a*b"; MAX_TOPIC_PATTERNS + 1].join(",");
         let list = vec!["\u{0}".to_owned(); 51];
 
-        let from_query = TypeFilter::parse_list(&query).unwrap_err();
+        let from_query = parse(&query).unwrap_err();
         let from_list = TypeFilter::from_list(list, 50).unwrap_err();
 
         assert!(from_query.contains("at most 100"), "{from_query}");
         assert!(from_list.contains("at most 50"), "{from_list}");
-        assert!(TypeFilter::parse_list(&vec!["a"; MAX_TOPIC_PATTERNS].join(",")).is_ok());
+        assert!(parse(&vec!["a"; MAX_TOPIC_PATTERNS].join(",")).is_ok());
         assert!(
-            TypeFilter::parse_list(&",".repeat(10_000)).is_ok(),
+            parse(&",".repeat(10_000)).is_ok(),
             "empty entries do not count"
         );
     }
@@ -342,7 +340,7 @@ mod tests {
             serde_json::to_value(TypeFilter::any()).unwrap(),
             serde_json::json!(["*"])
         );
-        assert_eq!(TypeFilter::parse_list(&parsed.to_string()), Ok(parsed));
+        assert_eq!(parse(&parsed.to_string()), Ok(parsed));
     }
 
     /// Free text a type may be: no control characters, no `*` (which has a
@@ -407,8 +405,8 @@ mod tests {
         fn any_query_parses_or_is_refused_and_round_trips(
             raw in prop_oneof!["[ab*, \\t\\x00é]{0,40}", ".{0,300}"],
         ) {
-            if let Ok(parsed) = TypeFilter::parse_list(&raw) {
-                prop_assert_eq!(TypeFilter::parse_list(&parsed.to_string()), Ok(parsed));
+            if let Ok(parsed) = parse(&raw) {
+                prop_assert_eq!(parse(&parsed.to_string()), Ok(parsed));
             }
         }
     }

@@ -14,7 +14,6 @@
 //! keep-alive and all. A stream request that comes later on a kept-alive
 //! connection is served by actix too, only less frugally.
 
-pub mod client_address;
 mod head;
 mod payload;
 pub mod request_id;

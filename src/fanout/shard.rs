@@ -429,7 +429,7 @@ mod tests {
     fn a_type_filter_decides_among_the_candidates_of_a_topic() {
         let shard = shard(8);
         let mut notifications = shard.subscribe(Arc::new(Filter {
-            types: TypeFilter::parse_list("notification:*").unwrap(),
+            types: TypeFilter::parse_list("notification:*", 1).unwrap(),
             ..Filter::clone(&filter(&["device:*"]))
         }));
         let mut everything = shard.subscribe(filter(&["device:*"]));

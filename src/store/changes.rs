@@ -17,9 +17,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::domain::event::{Event, EventId};
+use crate::domain::filter::Filter;
 use crate::domain::resume::{LogBounds, Unresumable};
 use crate::domain::wire::SharedEvent;
-use crate::fanout::Filter;
 use crate::store::{EventLog, IndexedEvent, ReadError, StoreError};
 
 /// The latest readable events of entities changed after a cursor, in id

@@ -161,7 +161,7 @@ mod tests {
             r#"{"type":"pong"}"#
         );
         let topics = [TopicPattern::parse("alerts").unwrap()];
-        let types = TypeFilter::parse_list("entity:*").unwrap();
+        let types = TypeFilter::parse_list("entity:*", 1).unwrap();
         let untyped = ServerMessage::Subscribed {
             topics: &topics,
             types: None,
