@@ -6,9 +6,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_http::HttpService;
 use actix_http::body::BoxBody;
 use actix_http::error::DispatchError;
-use actix_http::{HttpService, ServiceConfig};
 use actix_server::{GracefulShutdownSignal, Server};
 use actix_service::{IntoServiceFactory, Service, ServiceFactory, fn_factory, fn_service};
 use actix_web::dev::{AppConfig, ServiceRequest, ServiceResponse};
@@ -130,10 +130,6 @@ fn connections(
         async move {
             actix_web::rt::spawn(feed_shard);
             let application = Rc::new(application.await?);
-            // For the response heads the edge writes: actix's encoding and
-            // its date clock, one per worker like the dispatcher's own
-            // (cloning it shares it).
-            let http = ServiceConfig::default();
             let dispatcher = Rc::new(
                 HttpService::<Rewind<TcpStream>, _, _>::build()
                     .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
@@ -158,11 +154,9 @@ fn connections(
             Ok::<_, ()>(fn_service(move |io: TcpStream| {
                 let dispatcher = dispatcher.clone();
                 let application = application.clone();
-                let http = http.clone();
                 let metrics = metrics.clone();
                 async move {
-                    let served =
-                        edge::serve_connection(io, &*dispatcher, &*application, &http, timeouts);
+                    let served = edge::serve_connection(io, &*dispatcher, &*application, timeouts);
                     // actix answers a head it cannot parse (400, 431) and
                     // ends the connection with this error.
                     if let Err(DispatchError::Parse(_)) = served.await {

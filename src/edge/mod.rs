@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use actix_http::body::BoxBody;
-use actix_http::{Request, Response, ServiceConfig};
+use actix_http::{Request, Response};
 use actix_service::Service;
 use tokio::net::TcpStream;
 
@@ -40,15 +40,14 @@ pub struct Timeouts {
     pub stalled_write: Duration,
 }
 
-/// Serves one accepted connection to its end: as a stream answered by `app`
-/// (its head encoded with `http`, as actix's dispatcher would), or through
+/// Serves one accepted connection to its end: as a stream answered by `app`,
+/// or through
 /// `dispatcher` (actix's HTTP/1 service over the rewound connection), whose
 /// error, if it failed the connection, is returned.
 pub async fn serve_connection<D, A>(
     mut io: TcpStream,
     dispatcher: &D,
     app: &A,
-    http: &ServiceConfig,
     timeouts: Timeouts,
 ) -> Result<(), D::Error>
 where
@@ -63,7 +62,7 @@ where
     let peer = io.peer_addr().ok();
     match head::read_first_request(&mut io, timeouts.request).await {
         head::FirstRequest::Stream { head, rest } => {
-            stream::serve(io, peer, head, rest, app, http, timeouts.stalled_write).await;
+            stream::serve(io, peer, head, rest, app, timeouts.stalled_write).await;
         }
         head::FirstRequest::Other(read) => {
             // Boxed: actix's dispatcher is large, and a stream connection

@@ -7,54 +7,75 @@ use std::io::{self, IoSlice};
 use actix_codec::Encoder;
 use actix_http::body::BodySize;
 use actix_http::h1::{Codec, Message};
-use actix_http::{ConnectionType, Response, ServiceConfig, StatusCode};
+use actix_http::{ConnectionType, Response, ResponseHead, ServiceConfig, StatusCode};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// How a response body goes on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
+pub(super) enum Framing {
     /// `101 Switching Protocols`: the body is the new protocol's bytes.
     Upgraded,
-    /// A body of known size, sent as is after `Content-Length`.
+    /// Sent as is: a body of known size after `Content-Length`, or a stream
+    /// the application asked not to chunk, ended by the close.
     Sized,
     /// A body that streams: `Transfer-Encoding: chunked`.
     Chunked,
+    /// A status that carries no body (1xx, 204, 304): none is sent.
+    Bodiless,
 }
 
 impl Framing {
-    pub fn of(status: StatusCode, size: BodySize) -> Framing {
-        match (status, size) {
-            (StatusCode::SWITCHING_PROTOCOLS, _) => Framing::Upgraded,
-            (_, BodySize::Stream) => Framing::Chunked,
-            (_, BodySize::None | BodySize::Sized(_)) => Framing::Sized,
+    /// Decided from the same facts actix's codec writes the head from, so
+    /// the head and the body always agree.
+    fn of(head: &ResponseHead, size: BodySize) -> Framing {
+        let status = head.status;
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            Framing::Upgraded
+        } else if status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+        {
+            Framing::Bodiless
+        } else if size == BodySize::Stream && head.chunked() {
+            Framing::Chunked
+        } else {
+            Framing::Sized
         }
     }
 }
 
-/// The head of `response`, with `Date` from `http`'s clock and the framing
-/// headers for a body of `size`. Every response but an upgrade closes the
-/// connection when it ends: the edge serves one request per connection, and
-/// a client reconnects for the next.
-pub fn encode_head(
+thread_local! {
+    /// actix's HTTP/1 settings, for its head encoding and its date clock:
+    /// one per worker thread, like the dispatcher's own, and held by no
+    /// connection.
+    static HTTP1: ServiceConfig = ServiceConfig::default();
+}
+
+/// The head of `response`, with `Date` and the framing headers for a body
+/// of `size`, and how to frame that body. Every response but an upgrade
+/// closes the connection when it ends: the edge serves one request per
+/// connection, and a client reconnects for the next.
+pub(super) fn encode_head(
     mut response: Response<()>,
     size: BodySize,
-    http: &ServiceConfig,
-) -> io::Result<BytesMut> {
-    if response.head().connection_type() != ConnectionType::Upgrade {
-        response
-            .head_mut()
-            .set_connection_type(ConnectionType::Close);
-    }
+) -> io::Result<(BytesMut, Framing)> {
+    let framing = Framing::of(response.head(), size);
+    let connection = match framing {
+        Framing::Upgraded => ConnectionType::Upgrade,
+        Framing::Sized | Framing::Chunked | Framing::Bodiless => ConnectionType::Close,
+    };
+    response.head_mut().set_connection_type(connection);
     let mut out = BytesMut::new();
-    Codec::new(http.clone()).encode(Message::Item((response, size)), &mut out)?;
-    Ok(out)
+    HTTP1
+        .with(|http| Codec::new(http.clone()).encode(Message::Item((response, size)), &mut out))?;
+    Ok((out, framing))
 }
 
 /// Writes one piece of the body. A chunk goes out with its framing in one
 /// vectored write, without copying it: the bytes of an event are shared by
 /// every subscriber.
-pub async fn write_body<W>(io: &mut W, framing: Framing, data: &Bytes) -> io::Result<()>
+pub(super) async fn write_body<W>(io: &mut W, framing: Framing, data: &Bytes) -> io::Result<()>
 where
     W: AsyncWrite + Unpin,
 {
@@ -64,6 +85,7 @@ where
     }
     match framing {
         Framing::Upgraded | Framing::Sized => io.write_all(data).await,
+        Framing::Bodiless => Ok(()),
         Framing::Chunked => {
             let (line, len) = chunk_size_line(data.len());
             write_all_vectored(io, &mut [&line[..len], data, b"\r\n"]).await
@@ -72,13 +94,13 @@ where
 }
 
 /// Ends a body: the last chunk of a chunked one.
-pub async fn end_body<W>(io: &mut W, framing: Framing) -> io::Result<()>
+pub(super) async fn end_body<W>(io: &mut W, framing: Framing) -> io::Result<()>
 where
     W: AsyncWrite + Unpin,
 {
     match framing {
         Framing::Chunked => io.write_all(b"0\r\n\r\n").await,
-        Framing::Upgraded | Framing::Sized => Ok(()),
+        Framing::Upgraded | Framing::Sized | Framing::Bodiless => Ok(()),
     }
 }
 
@@ -141,17 +163,16 @@ mod tests {
         String::from_utf8(bytes.to_vec()).unwrap()
     }
 
-    fn head(response: Response<()>, size: BodySize) -> String {
-        text(&encode_head(response, size, &ServiceConfig::default()).unwrap())
+    fn head(response: Response<()>, size: BodySize) -> (String, Framing) {
+        let (head, framing) = encode_head(response, size).unwrap();
+        (text(&head), framing)
     }
 
     #[actix_web::test]
     async fn a_streaming_body_is_chunked_and_closes_the_connection() {
-        assert_eq!(
-            Framing::of(StatusCode::OK, BodySize::Stream),
-            Framing::Chunked
-        );
-        let head = head(response(StatusCode::OK), BodySize::Stream);
+        let (head, framing) = head(response(StatusCode::OK), BodySize::Stream);
+
+        assert_eq!(framing, Framing::Chunked);
         assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
         assert!(head.contains("content-type: text/event-stream\r\n"));
         assert!(head.contains("transfer-encoding: chunked\r\n"));
@@ -162,9 +183,9 @@ mod tests {
 
     #[actix_web::test]
     async fn an_error_body_has_its_length() {
-        let status = StatusCode::UNAUTHORIZED;
-        assert_eq!(Framing::of(status, BodySize::Sized(17)), Framing::Sized);
-        let head = head(response(status), BodySize::Sized(17));
+        let (head, framing) = head(response(StatusCode::UNAUTHORIZED), BodySize::Sized(17));
+
+        assert_eq!(framing, Framing::Sized);
         assert!(head.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{head}");
         assert!(head.contains("content-length: 17\r\n"));
         assert!(head.contains("connection: close\r\n"));
@@ -173,16 +194,43 @@ mod tests {
 
     #[actix_web::test]
     async fn an_upgrade_keeps_the_connection_for_the_new_protocol() {
-        let status = StatusCode::SWITCHING_PROTOCOLS;
-        assert_eq!(Framing::of(status, BodySize::Stream), Framing::Upgraded);
-        let mut upgrade = response(status);
+        let mut upgrade = response(StatusCode::SWITCHING_PROTOCOLS);
         upgrade
             .head_mut()
             .set_connection_type(ConnectionType::Upgrade);
-        let head = head(upgrade, BodySize::Stream);
+
+        let (head, framing) = head(upgrade, BodySize::Stream);
+
+        assert_eq!(framing, Framing::Upgraded);
         assert!(head.contains("connection: upgrade\r\n"), "{head}");
         assert!(!head.contains("chunked"));
         assert!(!head.contains("content-length"));
+    }
+
+    #[actix_web::test]
+    async fn a_stream_the_application_asked_not_to_chunk_is_sent_as_is_until_the_close() {
+        let mut unchunked = response(StatusCode::OK);
+        unchunked.head_mut().no_chunking(true);
+
+        let (head, framing) = head(unchunked, BodySize::Stream);
+
+        assert_eq!(framing, Framing::Sized);
+        assert!(!head.contains("chunked"), "{head}");
+        assert!(!head.contains("content-length"), "{head}");
+        assert!(head.contains("connection: close\r\n"));
+    }
+
+    #[actix_web::test]
+    async fn a_status_without_a_body_sends_none() {
+        let (head, framing) = head(response(StatusCode::NO_CONTENT), BodySize::Sized(5));
+        let mut out = Vec::new();
+        write_body(&mut out, framing, &Bytes::from_static(b"stray"))
+            .await
+            .unwrap();
+
+        assert_eq!(framing, Framing::Bodiless);
+        assert!(!head.contains("content-length"), "{head}");
+        assert!(out.is_empty());
     }
 
     #[tokio::test]

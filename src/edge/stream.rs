@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use actix_http::body::{BoxBody, MessageBody};
-use actix_http::{BoxedPayloadStream, Method, Payload, Request, Response, ServiceConfig, Version};
+use actix_http::{BoxedPayloadStream, Method, Payload, Request, Response, Version};
 use actix_service::Service;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -26,16 +26,14 @@ const READ_CHUNK_BYTES: usize = 512;
 /// so the last bytes are not cut off by a reset. actix's default.
 const LINGER: Duration = Duration::from_secs(1);
 
-/// Serves `head` with `app`, then closes the connection; `http` encodes the
-/// response head as actix's dispatcher would. A write that waits longer
-/// than `stall` on a client that reads nothing drops it.
-pub async fn serve<IO, S>(
+/// Serves `head` with `app`, then closes the connection. A write that waits
+/// longer than `stall` on a client that reads nothing drops it.
+pub(super) async fn serve<IO, S>(
     mut io: IO,
     peer: Option<SocketAddr>,
     head: StreamHead,
     rest: BytesMut,
     app: &S,
-    http: &ServiceConfig,
     stall: Duration,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin,
@@ -70,22 +68,25 @@ pub async fn serve<IO, S>(
         Err(error) => error.error_response().into(),
     };
     let (response, body) = response.into_parts();
-    let size = body.size();
-    let framing = Framing::of(response.status(), size);
-    match encode_head(response, size, http) {
-        Ok(head) => {
-            if within(stall, io.write_all(&head)).await.is_ok() {
-                drop(head);
-                carry(&mut io, body, framing, payload.as_mut(), stall).await;
-            }
+    let (head, framing) = match encode_head(response, body.size()) {
+        Ok(encoded) => encoded,
+        Err(error) => {
+            tracing::debug!(error = %error, "could not encode a response head");
+            return linger(io).await;
         }
-        Err(error) => tracing::debug!(error = %error, "could not encode a response head"),
+    };
+    let sent = within(stall, io.write_all(&head)).await;
+    // Gone before the body streams: only what every connection must keep
+    // lives on in its future.
+    drop(head);
+    if sent.is_ok() {
+        carry(&mut io, body, framing, payload.as_mut(), stall).await;
     }
     linger(io).await;
 }
 
 /// Answers a client that did not send a head in time, as actix would.
-pub async fn time_out<IO>(mut io: IO)
+pub(super) async fn time_out<IO>(mut io: IO)
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
