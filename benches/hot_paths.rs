@@ -12,10 +12,11 @@ use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, 
 use pushlog::domain::event::{
     Audience, Event, EventDraft, EventId, PayloadRules, Topic, TopicPattern,
 };
+use pushlog::domain::filter::Filter;
 use pushlog::domain::read_scope::ReadScope;
 use pushlog::domain::type_filter::TypeFilter;
 use pushlog::domain::wire::{SharedEvent, Viewer};
-use pushlog::fanout::{Filter, Hub, Received, Shard};
+use pushlog::fanout::{Hub, Received, Shard};
 use pushlog::metrics::Metrics;
 use pushlog::store::EventLog;
 use serde_json::value::RawValue;

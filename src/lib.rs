@@ -20,7 +20,7 @@
 //!   nodes): group commit, retention, the entity index and its reads.
 //! - [`domain`]: the values every layer shares and that depend on none:
 //!   events, cursors, filters, what a token may read, resume outcomes, the
-//!   wire encodings.
+//!   wire encodings, the proxies whose forwarding headers are believed.
 //!
 //! Beside them: [`auth`] (JWT verification and minting), [`error`] (the
 //! HTTP error body), [`config`] and [`limits`] (settings and bounds),

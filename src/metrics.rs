@@ -3,9 +3,10 @@
 //!
 //! What the delivery path touches is a plain atomic: each labelled counter
 //! is resolved to its series once, here, so a delivery never looks a label
-//! up. Histograms take a short uncontended lock per observation; the one
-//! observed per delivery (`delivery_seconds`) is observed by the session's
-//! worker as it takes the event, so the lock is never contended.
+//! up. A histogram is one mutex shared by every worker, held per
+//! observation only to bump a bucket; the one observed per delivery
+//! (`delivery_seconds`) is observed by the session's worker as it takes the
+//! event.
 
 use std::sync::Arc;
 

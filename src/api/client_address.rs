@@ -13,7 +13,7 @@ use crate::domain::trusted_proxy::TrustedProxy;
 /// proxy appended), the first address that is not a trusted proxy. A
 /// client can put anything at the left of the header, so nothing left of
 /// that is believed.
-pub fn client_address(req: &HttpRequest, trusted: &[TrustedProxy]) -> Option<IpAddr> {
+pub(super) fn client_address(req: &HttpRequest, trusted: &[TrustedProxy]) -> Option<IpAddr> {
     let peer = req.peer_addr()?.ip();
     let is_trusted = |address: IpAddr| trusted.iter().any(|proxy| proxy.contains(address));
     if !is_trusted(peer) {

@@ -19,10 +19,11 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::auth::{Authenticator, Principal, extract_token};
 use crate::domain::event::TopicPattern;
+use crate::domain::filter::Filter;
 use crate::domain::read_scope::ReadScope;
 use crate::domain::type_filter::TypeFilter;
 use crate::error::ApiError;
-use crate::fanout::{Filter, Hub};
+use crate::fanout::Hub;
 use crate::limits::{ConnectionLimiter, ConnectionPermit, Limits, PendingLimiter};
 use crate::metrics::Metrics;
 use crate::sessions::StreamSettings;

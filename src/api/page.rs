@@ -10,9 +10,9 @@ use serde::Deserialize;
 
 use super::{AppState, authenticate, reader_filter};
 use crate::domain::cursor::Since;
+use crate::domain::filter::Filter;
 use crate::domain::wire::{SharedEvent, Viewer};
 use crate::error::ApiError;
-use crate::fanout::Filter;
 use crate::limits::{DEFAULT_PAGE, MAX_PAGE, MAX_TOPIC_PATTERNS};
 
 /// `?since=&topics=&types=&limit=`, as sent.

@@ -64,9 +64,8 @@ impl TypeFilter {
     }
 
     /// The query form, `types=entity:updated,notification:*`, with at most
-    /// `max` entries. As in `topics=`, spaces
-    /// around entries and empty entries are ignored, and an empty list
-    /// admits every type. A type containing a comma cannot be named here
+    /// `max` entries. As in `topics=`, spaces around entries and empty
+    /// entries are ignored, and an empty list admits every type. A type containing a comma cannot be named here
     /// (the WebSocket form can).
     pub fn parse_list(raw: &str, max: usize) -> Result<TypeFilter, String> {
         let entries = || raw.split(',').map(str::trim).filter(|e| !e.is_empty());
@@ -207,11 +206,11 @@ mod tests {
 
     use super::*;
 
-    /// The bound the API puts on a list, as `topics=` has it.
-    const MAX_TOPIC_PATTERNS: usize = 100;
+    /// A bound on a list, as the API puts one on `types=`.
+    const BOUND: usize = 100;
 
     fn parse(raw: &str) -> Result<TypeFilter, String> {
-        TypeFilter::parse_list(raw, MAX_TOPIC_PATTERNS)
+        TypeFilter::parse_list(raw, BOUND)
     }
 
     fn filter(raw: &str) -> TypeFilter {
@@ -306,7 +305,7 @@ mod tests {
     #[test]
     fn too_many_patterns_are_refused_before_any_is_parsed() {
         // Malformed entries past the bound: the count alone decides.
-        let query = vec!["a*b"; MAX_TOPIC_PATTERNS + 1].join(",");
+        let query = vec!["a*b"; BOUND + 1].join(",");
         let list = vec!["\u{0}".to_owned(); 51];
 
         let from_query = parse(&query).unwrap_err();
@@ -314,7 +313,7 @@ mod tests {
 
         assert!(from_query.contains("at most 100"), "{from_query}");
         assert!(from_list.contains("at most 50"), "{from_list}");
-        assert!(parse(&vec!["a"; MAX_TOPIC_PATTERNS].join(",")).is_ok());
+        assert!(parse(&vec!["a"; BOUND].join(",")).is_ok());
         assert!(
             parse(&",".repeat(10_000)).is_ok(),
             "empty entries do not count"

@@ -84,7 +84,7 @@ impl SharedEvent {
         self.encoded(viewer, Form::Ws).clone()
     }
 
-    /// Without an audience both views are the same bytes.
+    /// Without an audience both viewers get the same bytes.
     fn effective(&self, viewer: Viewer) -> Viewer {
         if self.event.audience.is_none() {
             Viewer::Reader

@@ -2,8 +2,8 @@
 //!
 //! The hub listens to the log's stream of committed events and hands each
 //! batch to every worker's [`Shard`], which offers each event to every
-//! subscriber whose [`Filter`] admits it. Each subscriber has its own
-//! bounded queue; nothing waits for one. A subscriber whose queue is full is
+//! subscriber whose [`Filter`](crate::domain::filter::Filter) admits it.
+//! Each subscriber has its own bounded queue; nothing waits for one. A subscriber whose queue is full is
 //! dropped and marked lagged, so one slow client can neither slow the others
 //! down nor make the server's memory grow: it must resume from its cursor,
 //! which the log still serves.
@@ -24,8 +24,6 @@ use recent::RecentEvents;
 use shard::{Batch, ShardLink};
 
 pub use shard::{SHARD_BACKLOG, Shard, Subscription};
-
-pub use crate::domain::filter::Filter;
 
 pub(crate) type SubscriberId = usize;
 

@@ -23,7 +23,8 @@ use tokio::sync::mpsc;
 
 use super::index::TopicIndex;
 use super::queue::{self, Full};
-use super::{Filter, Hub, Received, SubscriberId};
+use super::{Hub, Received, SubscriberId};
+use crate::domain::filter::Filter;
 use crate::domain::wire::SharedEvent;
 use crate::metrics::Metrics;
 

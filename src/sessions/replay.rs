@@ -38,9 +38,10 @@ use futures_util::future::BoxFuture;
 
 use crate::domain::cursor::Since;
 use crate::domain::event::EventId;
+use crate::domain::filter::Filter;
 use crate::domain::resume::{LogBounds, Unresumable};
 use crate::domain::wire::SharedEvent;
-use crate::fanout::{Filter, Hub, Received, Shard, Subscription};
+use crate::fanout::{Hub, Received, Shard, Subscription};
 use crate::metrics::Metrics;
 use crate::store::{EventLog, ReadError, StoreError};
 

@@ -27,9 +27,9 @@ pub async fn prune_now(log: &EventLog, retention: Retention) -> Result<u64, Stor
 
 /// Brings the entity index up to date every `INDEX_INTERVAL` (or every
 /// `interval`, if shorter), and prunes every `interval` (the first run at
-/// once), until shutdown. The index follows the
-/// log closely because readers of `/events/changes` read what it has not
-/// taken in yet from the log.
+/// once), until shutdown. The index follows the log closely because
+/// readers of `/events/changes` read what it has not taken in yet from the
+/// log.
 pub async fn run(log: EventLog, retention: Retention, interval: Duration, shutdown: Shutdown) {
     // The flag parser refuses zero; a `Config` built in code might not, and
     // tokio panics on a zero period.

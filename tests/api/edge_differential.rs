@@ -534,7 +534,7 @@ impl fmt::Display for Answer {
 #[derive(Clone, Copy)]
 enum Path {
     /// The first request of a fresh connection: the edge.
-    Front,
+    Edge,
     /// The second request of a kept-alive connection: actix.
     Actix,
 }
@@ -655,9 +655,9 @@ async fn run(app: &TestApp, case: &Case) -> Outcome {
     let stream = render(&case.template, Route::Stream, &app.reader);
     let health = render(&case.template, Route::Health, &app.reader);
     let (stream_edge, stream_actix, health_edge, health_actix) = tokio::join!(
-        probe(app, &stream, Path::Front),
+        probe(app, &stream, Path::Edge),
         probe(app, &stream, Path::Actix),
-        probe(app, &health, Path::Front),
+        probe(app, &health, Path::Edge),
         probe(app, &health, Path::Actix),
     );
     Outcome {

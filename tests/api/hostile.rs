@@ -14,7 +14,7 @@ const MESSAGE_TOO_BIG: u16 = 1009;
 /// edge), or after a first request on a kept-alive one (actix's dispatcher).
 #[derive(Clone, Copy, Debug)]
 enum Path {
-    Front,
+    Edge,
     Dispatcher,
 }
 
@@ -236,7 +236,7 @@ fn reader_token(app: &TestApp) -> String {
 
 #[actix_web::test]
 async fn an_oversized_frame_header_without_a_token_closes_with_1009_on_the_edge() {
-    a_frame_declaring_more_than_the_limit_is_refused_from_its_header(no_token, Path::Front).await;
+    a_frame_declaring_more_than_the_limit_is_refused_from_its_header(no_token, Path::Edge).await;
 }
 
 #[actix_web::test]
@@ -247,7 +247,7 @@ async fn an_oversized_frame_header_without_a_token_closes_with_1009_through_acti
 
 #[actix_web::test]
 async fn an_oversized_frame_header_with_a_token_closes_with_1009_on_the_edge() {
-    a_frame_declaring_more_than_the_limit_is_refused_from_its_header(reader_token, Path::Front)
+    a_frame_declaring_more_than_the_limit_is_refused_from_its_header(reader_token, Path::Edge)
         .await;
 }
 
@@ -264,7 +264,7 @@ async fn an_oversized_frame_header_with_a_token_closes_with_1009_through_actix()
 async fn a_frame_of_exactly_the_limit_is_read_whole() {
     let app = spawn_app().await;
     let limit = app.config().ws_max_frame_bytes;
-    let client = RawWebSocket::open(&app.base, &app.reader, Path::Front).await;
+    let client = RawWebSocket::open(&app.base, &app.reader, Path::Edge).await;
     // NULs are UTF-8 but no JSON message: read whole, then answered as
     // one the server does not understand, not as one too big.
     let answer = client.send_frame(limit as u64, limit).await;
@@ -434,7 +434,7 @@ async fn payloads_that_other_readers_could_not_parse_are_refused_with_422() {
 #[actix_web::test]
 async fn a_text_message_that_is_not_utf8_closes_with_1007() {
     let app = spawn_app().await;
-    for path in [Path::Front, Path::Dispatcher] {
+    for path in [Path::Edge, Path::Dispatcher] {
         let client = RawWebSocket::open(&app.base, &app.reader, path).await;
         // A masked text frame (mask of zeros) holding the byte 0xff.
         let frame = [0x81, 0x81, 0, 0, 0, 0, 0xff];
@@ -571,7 +571,7 @@ async fn a_message_sent_in_fragments_is_read_whole_on_both_paths() {
     let message = br#"{"type":"subscribe","topics":["fragmented"],"request_id":"f"}"#;
     let (first, rest) = message.split_at(10);
     let (middle, last) = rest.split_at(20);
-    for path in [Path::Front, Path::Dispatcher] {
+    for path in [Path::Edge, Path::Dispatcher] {
         let client = RawWebSocket::open(&app.base, &app.reader, path).await;
         let mut frames = client_frame(TEXT_NOT_FINAL, first);
         frames.extend(client_frame(PING, b"between"));
@@ -592,7 +592,7 @@ async fn fragments_adding_up_to_more_than_the_limit_close_with_1009() {
     let mut bystander = bystander(&app).await;
     let limit = app.config().ws_max_frame_bytes;
     let half = vec![b' '; limit / 2 + 1];
-    for path in [Path::Front, Path::Dispatcher] {
+    for path in [Path::Edge, Path::Dispatcher] {
         let client = RawWebSocket::open(&app.base, &app.reader, path).await;
         // Each fragment is within the limit; together they are not.
         let mut frames = client_frame(TEXT_NOT_FINAL, &half);
@@ -621,7 +621,7 @@ async fn oversized_frames_cost_the_real_server_no_memory() {
     let before = server.memory_kib("VmRSS");
 
     for token in ["", reader.as_str()] {
-        for path in [Path::Front, Path::Dispatcher] {
+        for path in [Path::Edge, Path::Dispatcher] {
             let attacker = RawWebSocket::open(&server.base, token, path).await;
             let answer = attacker.send_frame(u64::MAX >> 1, 64 << 20).await;
             assert_eq!(answer, Answer::Closed(Some(MESSAGE_TOO_BIG)), "{path:?}");

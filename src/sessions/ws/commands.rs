@@ -20,8 +20,25 @@ use crate::sessions::replay::Start;
 const MAX_MALFORMED: u32 = 5;
 
 impl Connection {
+    /// Answers a message with an `error`; the connection stays open.
+    fn error(
+        &mut self,
+        code: &'static str,
+        message: String,
+        request_id: Option<&RequestId>,
+    ) -> Result<(), Closing> {
+        self.send(
+            ServerMessage::Error {
+                error: code,
+                message,
+                request_id,
+            }
+            .encode(),
+        )
+    }
+
     /// A malformed or unknown message: answered, and counted.
-    pub(super) fn refuse_malformed(&mut self, message: String) -> Result<(), Closing> {
+    fn refuse_malformed(&mut self, message: String) -> Result<(), Closing> {
         self.malformed += 1;
         self.services.metrics.malformed(Malformed::WebSocketMessage);
         if self.malformed > MAX_MALFORMED {
@@ -59,7 +76,7 @@ impl Connection {
         }
     }
 
-    pub(super) async fn on_text(&mut self, text: &str) -> Result<(), Closing> {
+    async fn on_text(&mut self, text: &str) -> Result<(), Closing> {
         let message = match serde_json::from_str::<ClientMessage>(text) {
             Ok(message) => message,
             Err(error) => {
@@ -116,7 +133,7 @@ impl Connection {
 
     /// Parses topic patterns; answers an error and returns `None` when one is
     /// malformed.
-    pub(super) fn parse_patterns(
+    fn parse_patterns(
         &mut self,
         topics: &[String],
         request_id: Option<&RequestId>,
@@ -155,7 +172,7 @@ impl Connection {
     /// Parses a `subscribe`'s types; answers an error and returns `None`
     /// when there are too many or one is malformed. `Some(None)`: the
     /// message named none, so every type is admitted and nothing echoed.
-    pub(super) fn parse_types(
+    fn parse_types(
         &mut self,
         types: Option<Vec<String>>,
         request_id: Option<&RequestId>,
@@ -183,7 +200,7 @@ impl Connection {
         }
     }
 
-    pub(super) async fn subscribe(
+    async fn subscribe(
         &mut self,
         topics: &[String],
         types: Option<Vec<String>>,

@@ -11,7 +11,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::SessionServices;
 use super::close::{CloseReason, Closing, closing};
 use super::outbound::{Outbound, Unsent};
-use super::protocol::{RequestId, ServerMessage};
+use super::protocol::ServerMessage;
 use super::rate::RateLimiter;
 use super::subscriptions::Subscriptions;
 use crate::auth::{AuthError, Principal};
@@ -23,10 +23,10 @@ const AUTH_DEADLINE: Duration = Duration::from_secs(5);
 pub(super) struct Connection {
     pub(super) services: SessionServices,
     pub(super) outbound: Outbound,
-    pub(super) connection_id: String,
+    connection_id: String,
     pub(super) principal: Option<Principal>,
     /// When `principal`'s token expires, as a timer deadline.
-    pub(super) token_deadline: Option<Instant>,
+    token_deadline: Option<Instant>,
     pub(super) subscriptions: Subscriptions,
     /// Malformed or unknown messages so far.
     pub(super) malformed: u32,
@@ -188,22 +188,6 @@ impl Connection {
     /// Sends a text frame already encoded (an event's, shared).
     pub(super) fn send_frame(&self, frame: bytes::Bytes) -> Result<(), Closing> {
         Ok(self.outbound.frame(frame)?)
-    }
-
-    pub(super) fn error(
-        &mut self,
-        code: &'static str,
-        message: String,
-        request_id: Option<&RequestId>,
-    ) -> Result<(), Closing> {
-        self.send(
-            ServerMessage::Error {
-                error: code,
-                message,
-                request_id,
-            }
-            .encode(),
-        )
     }
 }
 

@@ -10,11 +10,11 @@ use super::subscriptions::{FeedToReopen, FeedUpdate};
 use crate::auth::Principal;
 use crate::domain::cursor::Since;
 use crate::domain::event::TopicPattern;
+use crate::domain::filter::Filter;
 use crate::domain::read_scope::ReadScope;
 use crate::domain::resume::{LogBounds, ResetReason};
 use crate::domain::type_filter::TypeFilter;
 use crate::domain::wire::Viewer;
-use crate::fanout::Filter;
 use crate::metrics::Transport;
 use crate::sessions::replay::{Feed, FeedEnd, Start};
 use crate::store::ReadError;
@@ -60,7 +60,7 @@ impl Connection {
         Ok(())
     }
 
-    pub(super) async fn open(&self, filter: Arc<Filter>, start: Start) -> Result<Feed, ReadError> {
+    async fn open(&self, filter: Arc<Filter>, start: Start) -> Result<Feed, ReadError> {
         Feed::open(
             self.services.log.clone(),
             self.services.shard.clone(),
@@ -97,7 +97,7 @@ impl Connection {
         Ok(())
     }
 
-    pub(super) fn reset(
+    fn reset(
         &mut self,
         reason: ResetReason,
         bounds: LogBounds,

@@ -50,7 +50,7 @@ impl SubscribedFeed {
 }
 
 /// What the session must act on.
-pub enum FeedUpdate {
+pub(super) enum FeedUpdate {
     Event(Arc<SharedEvent>),
     CaughtUp {
         head: EventId,
@@ -68,14 +68,14 @@ pub enum FeedUpdate {
 }
 
 /// A feed to reopen from `cursor` for `patterns`, with the types it had.
-pub struct FeedToReopen {
-    pub patterns: Vec<TopicPattern>,
-    pub types: TypeFilter,
-    pub cursor: EventId,
-    pub request_id: Option<RequestId>,
+pub(super) struct FeedToReopen {
+    pub(super) patterns: Vec<TopicPattern>,
+    pub(super) types: TypeFilter,
+    pub(super) cursor: EventId,
+    pub(super) request_id: Option<RequestId>,
     /// Whether the client still waits for this request's `caught_up`,
     /// which the reopened feed then sends.
-    pub owes_caught_up: bool,
+    pub(super) owes_caught_up: bool,
 }
 
 /// A connection holds a handful of feeds at most (its pattern limit bounds
@@ -83,7 +83,7 @@ pub struct FeedToReopen {
 /// stream combinator, whose bookkeeping costs more per delivered event than
 /// the delivery itself.
 #[derive(Default)]
-pub struct Subscriptions {
+pub(super) struct Subscriptions {
     feeds: Vec<SubscribedFeed>,
     /// Ids sent that another feed may still deliver.
     sent: BTreeSet<EventId>,
@@ -91,14 +91,14 @@ pub struct Subscriptions {
 
 impl Subscriptions {
     /// How many topic patterns the connection holds.
-    pub fn pattern_count(&self) -> usize {
+    pub(super) fn pattern_count(&self) -> usize {
         self.feeds.iter().map(|a| a.patterns.len()).sum()
     }
 
     /// How many type patterns the connection would hold once `patterns`
     /// are dropped from every feed: a feed left with other patterns keeps
     /// its types.
-    pub fn type_count_without(&self, patterns: &[TopicPattern]) -> usize {
+    pub(super) fn type_count_without(&self, patterns: &[TopicPattern]) -> usize {
         self.feeds
             .iter()
             .filter(|a| a.patterns.iter().any(|p| !patterns.contains(p)))
@@ -106,7 +106,7 @@ impl Subscriptions {
             .sum()
     }
 
-    pub fn add(&mut self, feed: Feed, request_id: Option<RequestId>, owes_caught_up: bool) {
+    pub(super) fn add(&mut self, feed: Feed, request_id: Option<RequestId>, owes_caught_up: bool) {
         let patterns = feed.filter().patterns.clone();
         self.feeds.push(SubscribedFeed {
             feed,
@@ -119,7 +119,7 @@ impl Subscriptions {
 
     /// Drops `patterns` from every feed. Feeds left with other patterns are
     /// returned, to be reopened for those from their cursor.
-    pub fn remove(&mut self, patterns: &[TopicPattern]) -> Vec<FeedToReopen> {
+    pub(super) fn remove(&mut self, patterns: &[TopicPattern]) -> Vec<FeedToReopen> {
         let (touched, kept) = std::mem::take(&mut self.feeds)
             .into_iter()
             .partition(|a| a.patterns.iter().any(|p| patterns.contains(p)));
@@ -149,13 +149,13 @@ impl Subscriptions {
     }
 
     /// Whether any subscribed feed has exactly this pattern.
-    pub fn holds(&self, pattern: &TopicPattern) -> bool {
+    pub(super) fn holds(&self, pattern: &TopicPattern) -> bool {
         self.feeds.iter().any(|a| a.patterns.contains(pattern))
     }
 
     /// The next thing to send or handle. Pending forever when there are no
     /// feeds, so it can sit in a `select!` unguarded.
-    pub async fn next(&mut self) -> FeedUpdate {
+    pub(super) async fn next(&mut self) -> FeedUpdate {
         std::future::poll_fn(|cx| self.poll_next(cx)).await
     }
 
@@ -198,7 +198,7 @@ impl Subscriptions {
             if let Some(update) = self.on_item(index, item) {
                 return Poll::Ready(update);
             }
-            // Passed over (a duplicate, an unannounced `caught_up`): look
+            // Passed over (a duplicate, a `caught_up` no client waits for): look
             // again, which polls that feed once more.
         }
     }
