@@ -8,11 +8,13 @@
 //! head itself: a stream request (`GET /events/stream`, or a WebSocket
 //! upgrade on `GET /ws`) is answered by the same application as any other,
 //! and its response is carried on the bare socket, with no buffer beyond
-//! the event bytes every subscriber shares ([`stream`]). Every other
-//! connection goes to actix's dispatcher with the bytes already read put
-//! back in front ([`rewind`]), and is served as if the edge were not there,
-//! keep-alive and all. A stream request that comes later on a kept-alive
-//! connection is served by actix too, only less frugally.
+//! the event bytes every subscriber shares ([`stream`]); its head is written
+//! by actix's own HTTP/1 codec, so it reads as the dispatcher's would
+//! ([`response`]). Every other connection goes to actix's dispatcher with
+//! the bytes already read put back in front ([`rewind`]), and is served as
+//! if the edge were not there, keep-alive and all. A stream request that
+//! comes later on a kept-alive connection is served by actix too, only less
+//! frugally.
 
 mod head;
 mod payload;
