@@ -37,6 +37,18 @@ impl Connection {
         )
     }
 
+    /// Answers a message that would take the connection past its bound on
+    /// `kind` (topic or type) patterns.
+    fn refuse_too_many(
+        &mut self,
+        kind: &str,
+        request_id: Option<&RequestId>,
+    ) -> Result<(), Closing> {
+        let max = self.services.limits.max_subscriptions;
+        let message = format!("a connection may hold at most {max} {kind} patterns");
+        self.error("too_many_subscriptions", message, request_id)
+    }
+
     /// A malformed or unknown message: answered, and counted.
     fn refuse_malformed(&mut self, message: String) -> Result<(), Closing> {
         self.malformed += 1;
@@ -150,8 +162,7 @@ impl Connection {
         // patterns, and more than a connection may hold is refused whole.
         let max = self.services.limits.max_subscriptions;
         if topics.len() > max {
-            let message = format!("a connection may hold at most {max} topic patterns");
-            self.error("too_many_subscriptions", message, request_id)?;
+            self.refuse_too_many("topic", request_id)?;
             return Ok(None);
         }
         let mut patterns = Vec::with_capacity(topics.len());
@@ -183,8 +194,7 @@ impl Connection {
         // Counted before anything is parsed, like topic patterns.
         let max = self.services.limits.max_subscriptions;
         if types.len() > max {
-            let message = format!("a connection may hold at most {max} type patterns");
-            self.error("too_many_subscriptions", message, request_id)?;
+            self.refuse_too_many("type", request_id)?;
             return Ok(None);
         }
         match TypeFilter::from_list(types, max) {
@@ -228,8 +238,7 @@ impl Connection {
         let total = self.subscriptions.pattern_count() - replaced + patterns.len();
         let max = self.services.limits.max_subscriptions;
         if total > max {
-            let message = format!("a connection may hold at most {max} topic patterns");
-            return self.error("too_many_subscriptions", message, request_id.as_ref());
+            return self.refuse_too_many("topic", request_id.as_ref());
         }
         // Each feed keeps its own types, so they are bounded per connection
         // like topic patterns: otherwise every subscription could hold a
@@ -237,8 +246,7 @@ impl Connection {
         let named_count = named_types.as_ref().map_or(0, |t| t.patterns().len());
         let total_types = self.subscriptions.type_count_without(&patterns) + named_count;
         if total_types > max {
-            let message = format!("a connection may hold at most {max} type patterns");
-            return self.error("too_many_subscriptions", message, request_id.as_ref());
+            return self.refuse_too_many("type", request_id.as_ref());
         }
         let reopen = self.subscriptions.remove(&patterns);
         self.reopen(reopen).await?;
